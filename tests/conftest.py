@@ -28,8 +28,20 @@ SERVER_URLS = {
 IN_CI = os.environ.get("CI") == "true"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``dialects(...)`` are collected only for those dialects."""
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("dialects")
+        callspec = getattr(item, "callspec", None)
+        param = callspec.params.get("dialect") if callspec is not None else None
+        if marker is not None and param is not None and param not in marker.args:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 # -- the fail-safe boundary -------------------------------------------------------------------
@@ -123,9 +135,6 @@ def make_engine(url: sa.URL, **kwargs: object) -> sa.Engine:
 @pytest.fixture(params=DIALECTS)
 def dialect(request: pytest.FixtureRequest) -> str:
     name: str = request.param
-    marker = request.node.get_closest_marker("dialects")
-    if marker is not None and name not in marker.args:
-        pytest.skip(f"not a test for {name}")
     return name
 
 

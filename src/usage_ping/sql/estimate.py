@@ -91,8 +91,6 @@ def _has_hll_extension(call: Call) -> bool:
 
 def _sketch(call: Call, column: ColumnElement[Any], use_hll_extension: bool | None) -> HllSketch:
     use_ext = _has_hll_extension(call) if use_hll_extension is None else use_hll_extension
-    if use_ext and call.dialect.name != "postgresql":
-        raise InvalidRelationError("the hll extension is a PostgreSQL extension")
     consume: Callable[[Sequence[Row[Any]]], None]
     finish: Callable[[], HllSketch]
 
@@ -186,7 +184,10 @@ def _prepare_estimate(
     target_time: float,
     timeout: float,
     progress: Progress | None,
+    use_hll_extension: bool | None,
 ) -> tuple[Call, ColumnElement[Any]]:
+    if use_hll_extension and engine.dialect.name != "postgresql":
+        raise InvalidRelationError("the hll extension is a PostgreSQL extension")
     counted: list[ColumnElement[Any]] = []
 
     def batch_column(target: Target) -> ColumnElement[Any]:
@@ -246,7 +247,7 @@ def estimate_distinct_sketch(
     call, counted = _prepare_estimate(
         engine=engine, relation=relation, column=column, batch=batch, start=start, finish=finish,
         batch_size=batch_size, parallel=parallel, target_time=target_time, timeout=timeout,
-        progress=progress,
+        progress=progress, use_hll_extension=use_hll_extension,
     )  # fmt: skip
     return call_safely(
         lambda: _sketch(call, counted, use_hll_extension),
@@ -295,7 +296,7 @@ def estimate_distinct_count(
     call, counted = _prepare_estimate(
         engine=engine, relation=relation, column=column, batch=batch, start=start, finish=finish,
         batch_size=batch_size, parallel=parallel, target_time=target_time, timeout=timeout,
-        progress=progress,
+        progress=progress, use_hll_extension=use_hll_extension,
     )  # fmt: skip
 
     def run() -> int:
