@@ -141,3 +141,9 @@ def test_engine_must_be_an_engine(engine: sa.Engine) -> None:
 def test_invalid_input_is_a_value_error() -> None:
     """Callers may catch ValueError."""
     assert issubclass(usage_ping.InvalidRelationError, ValueError)
+
+
+def test_unknown_keyword_arguments_are_refused(engine: sa.Engine) -> None:
+    """A misspelt option is a TypeError, not silently ignored."""
+    with pytest.raises(TypeError, match="batchsize"):
+        usage_ping.count(engine, events, batchsize=5_000)  # type: ignore[call-arg]

@@ -221,16 +221,10 @@ def test_default_parallelism_follows_dialect_and_pool(engine: sa.Engine, dialect
 
     metadata = sa.MetaData()
     t = events_table(metadata)
-    call = prepare(
-        "count", engine, t, lambda target: target.pk, batch=True, start=None, finish=None,
-        batch_size=None, parallel=None, target_time=0.1, timeout=1.0, progress=None,
-    )  # fmt: skip
+    call = prepare("count", engine, t, lambda target: target.pk, {})
     assert call.parallel == (1 if dialect == "sqlite" else 2)
     single = sa.create_engine(engine.url, poolclass=sa.pool.StaticPool)
-    call = prepare(
-        "count", single, t, lambda target: target.pk, batch=True, start=None, finish=None,
-        batch_size=None, parallel=None, target_time=0.1, timeout=1.0, progress=None,
-    )  # fmt: skip
+    call = prepare("count", single, t, lambda target: target.pk, {})
     assert call.parallel == 1
     single.dispose()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
@@ -48,6 +48,7 @@ __all__ = [
     "DEFAULT_TARGET_TIME",
     "DEFAULT_TIMEOUT",
     "MIN_BATCH_SIZE",
+    "BatchOptions",
     "count",
     "distinct_count",
     "sum",
@@ -72,6 +73,34 @@ so its floor is lower."""
 
 Value = int | float
 Result = Value | dict[Any, Value]
+
+
+class BatchOptions(TypedDict, total=False):
+    """Keyword arguments that every SQL counter takes.
+
+    Attributes:
+        batch: False runs one plain query (still under ``timeout``, within ``start``/``finish``).
+        start: the first value of the walked column to count, inclusive; default its minimum.
+        finish: the last value of the walked column to count, inclusive; default its maximum.
+        batch_size: the first batch's width; later batches adapt to ``target_time``
+            (defaults in :data:`DEFAULT_BATCH_SIZE`, floors in :data:`MIN_BATCH_SIZE`).
+        parallel: connections running batches at once; default 2 on PostgreSQL and MariaDB
+            (at most the pool's size), 1 on SQLite.
+        target_time: seconds a batch may take; batches aim at half of it (default 0.1).
+        timeout: seconds after which the database cancels a batch, which is then halved and
+            retried down to the floor (default 1.0).
+        progress: called as ``progress(covered, total)`` after each batch, from the counting
+            threads but never two at a time.
+    """
+
+    batch: bool
+    start: int | None
+    finish: int | None
+    batch_size: int | None
+    parallel: int | None
+    target_time: float
+    timeout: float
+    progress: Progress | None
 
 
 def _plain(value: Any) -> Value:
@@ -195,17 +224,19 @@ def prepare(
     engine: sa.Engine,
     relation: Relation,
     batch_column: Callable[[Target], ColumnElement[Any]],
-    *,
-    batch: bool,
-    start: int | None,
-    finish: int | None,
-    batch_size: int | None,
-    parallel: int | None,
-    target_time: float,
-    timeout: float,
-    progress: Progress | None,
+    options: BatchOptions,
 ) -> Call:
     """Validate a counter call's arguments; raises InvalidRelationError on bad input."""
+    unknown = set(options) - set(BatchOptions.__annotations__)
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    batch = options.get("batch", True)
+    start = options.get("start")
+    finish = options.get("finish")
+    batch_size = options.get("batch_size")
+    parallel = options.get("parallel")
+    target_time = options.get("target_time", DEFAULT_TARGET_TIME)
+    timeout = options.get("timeout", DEFAULT_TIMEOUT)
     if not isinstance(engine, sa.Engine):
         raise InvalidRelationError(
             f"engine must be a sqlalchemy Engine, got {type(engine).__name__}"
@@ -243,7 +274,7 @@ def prepare(
         parallel=parallel,
         target_time=target_time,
         timeout=timeout,
-        progress=progress,
+        progress=options.get("progress"),
     )
 
 
@@ -300,15 +331,7 @@ def count(
     engine: sa.Engine,
     relation: Relation,
     column: Any = None,
-    *,
-    batch: bool = True,
-    start: int | None = None,
-    finish: int | None = None,
-    batch_size: int | None = None,
-    parallel: int | None = None,
-    target_time: float = DEFAULT_TARGET_TIME,
-    timeout: float = DEFAULT_TIMEOUT,
-    progress: Progress | None = None,
+    **options: Unpack[BatchOptions],
 ) -> Result | Fallback:
     """Count the rows of ``relation`` (or its non-NULL ``column`` values) in short batches.
 
@@ -318,15 +341,7 @@ def count(
         engine: the database.
         relation: a ``Table``, an ORM model, or a ``Select`` (filters, joins and GROUP BY kept).
         column: count non-NULL values of this column instead of rows.
-        batch: False runs one plain query (still under ``timeout``).
-        start: the first primary-key value to count (inclusive); default the smallest.
-        finish: the last primary-key value to count (inclusive); default the largest.
-        batch_size: the first batch's width in ids; later batches adapt to ``target_time``.
-        parallel: how many connections run batches at once; default 2 on PostgreSQL and
-            MariaDB (at most the pool's size), 1 on SQLite.
-        target_time: seconds a batch may take; batches aim at half of it.
-        timeout: seconds after which the database cancels a batch, which is then halved.
-        progress: called as ``progress(ids_covered, ids_total)`` after each batch.
+        **options: see :class:`BatchOptions`; ``start`` and ``finish`` bound the primary key.
 
     Returns:
         The count, a ``{group: count}`` dict for a grouped relation, or ``-1`` (FAILED).
@@ -340,14 +355,7 @@ def count(
         engine,
         relation,
         lambda t: t.pk,
-        batch=batch,
-        start=start,
-        finish=finish,
-        batch_size=batch_size,
-        parallel=parallel,
-        target_time=target_time,
-        timeout=timeout,
-        progress=progress,
+        options,
     )
     if column is None:
         aggregate: ColumnElement[Any] = sa.func.count()
@@ -360,15 +368,7 @@ def distinct_count(
     engine: sa.Engine,
     relation: Relation,
     column: Any,
-    *,
-    batch: bool = True,
-    start: int | None = None,
-    finish: int | None = None,
-    batch_size: int | None = None,
-    parallel: int | None = None,
-    target_time: float = DEFAULT_TARGET_TIME,
-    timeout: float = DEFAULT_TIMEOUT,
-    progress: Progress | None = None,
+    **options: Unpack[BatchOptions],
 ) -> Result | Fallback:
     """Count the distinct non-NULL values of an integer ``column``, exactly, in short batches.
 
@@ -392,7 +392,7 @@ def distinct_count(
                 f"distinct_count of the primary key {target.name}.{col.name} is a plain count: "
                 "use count(engine, relation)"
             )
-        if batch and not is_integer(col):
+        if options.get("batch", True) and not is_integer(col):
             raise InvalidRelationError(
                 f"distinct_count batches over the counted column, which must be an integer; "
                 f"{col} is {col.type}: use estimate_distinct_count or batch=False"
@@ -404,14 +404,7 @@ def distinct_count(
         engine,
         relation,
         counted,
-        batch=batch,
-        start=start,
-        finish=finish,
-        batch_size=batch_size,
-        parallel=parallel,
-        target_time=target_time,
-        timeout=timeout,
-        progress=progress,
+        options,
     )
     return _safely(call, sa.func.count(sa.distinct(call.batch_column)))
 
@@ -420,15 +413,7 @@ def sum(  # the public name follows the guide's counter names
     engine: sa.Engine,
     relation: Relation,
     column: Any,
-    *,
-    batch: bool = True,
-    start: int | None = None,
-    finish: int | None = None,
-    batch_size: int | None = None,
-    parallel: int | None = None,
-    target_time: float = DEFAULT_TARGET_TIME,
-    timeout: float = DEFAULT_TIMEOUT,
-    progress: Progress | None = None,
+    **options: Unpack[BatchOptions],
 ) -> Result | Fallback:
     """Sum a numeric ``column`` of ``relation`` in short batches over the primary key.
 
@@ -454,13 +439,6 @@ def sum(  # the public name follows the guide's counter names
         engine,
         relation,
         summed,
-        batch=batch,
-        start=start,
-        finish=finish,
-        batch_size=batch_size,
-        parallel=parallel,
-        target_time=target_time,
-        timeout=timeout,
-        progress=progress,
+        options,
     )
     return _safely(call, sa.func.sum(holder[0]))

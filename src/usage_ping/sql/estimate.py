@@ -16,7 +16,7 @@ improved estimator (0.81 % standard error, no bias at small or large cardinaliti
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import sqlalchemy as sa
@@ -25,8 +25,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from usage_ping.errors import BatchTimeoutError, InvalidRelationError
 from usage_ping.fallback import ESTIMATE_FAILED, FAILED, Fallback, call_safely
-from usage_ping.sql.batching import BatchQueryError, Progress, counting_connection, run_batches
-from usage_ping.sql.counters import DEFAULT_TARGET_TIME, DEFAULT_TIMEOUT, Call, prepare
+from usage_ping.sql.batching import BatchQueryError, counting_connection, run_batches
+from usage_ping.sql.counters import BatchOptions, Call, prepare
 from usage_ping.sql.relation import Relation, Target, is_integer, resolve_column
 from usage_ping.sql.sketch import DEFAULT_PRECISION, HllSketch, U64Array
 
@@ -172,21 +172,14 @@ def _register_query_in_range(
 
 
 def _prepare_estimate(
-    *,
     engine: sa.Engine,
     relation: Relation,
     column: Any,
-    batch: bool,
-    start: int | None,
-    finish: int | None,
-    batch_size: int | None,
-    parallel: int | None,
-    target_time: float,
-    timeout: float,
-    progress: Progress | None,
     use_hll_extension: bool | None,
+    options: BatchOptions,
 ) -> tuple[Call, ColumnElement[Any]]:
-    if use_hll_extension and engine.dialect.name != "postgresql":
+    dialect_name = getattr(getattr(engine, "dialect", None), "name", None)
+    if use_hll_extension and dialect_name != "postgresql":
         raise InvalidRelationError("the hll extension is a PostgreSQL extension")
     counted: list[ColumnElement[Any]] = []
 
@@ -199,20 +192,7 @@ def _prepare_estimate(
         counted.append(target.pk if column is None else resolve_column(target, column))
         return target.pk
 
-    call = prepare(
-        "estimate",
-        engine,
-        relation,
-        batch_column,
-        batch=batch,
-        start=start,
-        finish=finish,
-        batch_size=batch_size,
-        parallel=parallel,
-        target_time=target_time,
-        timeout=timeout,
-        progress=progress,
-    )
+    call = prepare("estimate", engine, relation, batch_column, options)
     return call, counted[0]
 
 
@@ -228,15 +208,8 @@ def estimate_distinct_sketch(
     relation: Relation,
     column: Any = None,
     *,
-    batch: bool = True,
-    start: int | None = None,
-    finish: int | None = None,
-    batch_size: int | None = None,
-    parallel: int | None = None,
-    target_time: float = DEFAULT_TARGET_TIME,
-    timeout: float = DEFAULT_TIMEOUT,
-    progress: Progress | None = None,
     use_hll_extension: bool | None = None,
+    **options: Unpack[BatchOptions],
 ) -> HllSketch | Fallback:
     """Like :func:`estimate_distinct_count`, but return the mergeable sketch itself.
 
@@ -244,11 +217,7 @@ def estimate_distinct_sketch(
     :meth:`HllSketch.to_bytes`, so unions across metrics and time frames need no new queries.
     Returns a :class:`Fallback` code instead when counting failed.
     """
-    call, counted = _prepare_estimate(
-        engine=engine, relation=relation, column=column, batch=batch, start=start, finish=finish,
-        batch_size=batch_size, parallel=parallel, target_time=target_time, timeout=timeout,
-        progress=progress, use_hll_extension=use_hll_extension,
-    )  # fmt: skip
+    call, counted = _prepare_estimate(engine, relation, column, use_hll_extension, options)
     return call_safely(
         lambda: _sketch(call, counted, use_hll_extension),
         fallback=FAILED,
@@ -263,16 +232,9 @@ def estimate_distinct_count(
     relation: Relation,
     column: Any = None,
     *,
-    batch: bool = True,
-    start: int | None = None,
-    finish: int | None = None,
-    batch_size: int | None = None,
-    parallel: int | None = None,
-    target_time: float = DEFAULT_TARGET_TIME,
-    timeout: float = DEFAULT_TIMEOUT,
-    progress: Progress | None = None,
     use_hll_extension: bool | None = None,
     on_sketch: Callable[[HllSketch], None] | None = None,
+    **options: Unpack[BatchOptions],
 ) -> int | Fallback:
     """Estimate the number of distinct non-NULL values of ``column`` (default: the primary key).
 
@@ -284,7 +246,7 @@ def estimate_distinct_count(
         use_hll_extension: None uses the PostgreSQL ``hll`` extension when it is installed in the
             database; False never does; True requires it.
         on_sketch: called with the merged :class:`HllSketch`, e.g. to store it for unions later.
-        Other arguments are as for :func:`~usage_ping.count`.
+        **options: as for :func:`~usage_ping.count` (see :class:`BatchOptions`).
 
     Returns:
         The estimate; -1 when the database failed, -2 when the estimate failed otherwise.
@@ -293,11 +255,7 @@ def estimate_distinct_count(
         >>> estimate_distinct_count(engine, Note, Note.author_id)  # doctest: +SKIP
         18233
     """
-    call, counted = _prepare_estimate(
-        engine=engine, relation=relation, column=column, batch=batch, start=start, finish=finish,
-        batch_size=batch_size, parallel=parallel, target_time=target_time, timeout=timeout,
-        progress=progress, use_hll_extension=use_hll_extension,
-    )  # fmt: skip
+    call, counted = _prepare_estimate(engine, relation, column, use_hll_extension, options)
 
     def run() -> int:
         sketch = _sketch(call, counted, use_hll_extension)
