@@ -217,3 +217,15 @@ def test_decoded_hll_registers_match_the_extension(
     # Same registers, different estimators (theirs switches to linear counting here).
     assert isinstance(ours, int)
     assert ours == pytest.approx(theirs, rel=0.01)
+
+
+def test_unbatched_estimate_honours_start_and_finish(
+    engine: sa.Engine, metadata: sa.MetaData
+) -> None:
+    """batch=False with a range gives the same sketch as the batched walk of that range."""
+    t = create(engine, events_table(metadata), _random_rows(3_000, 2_000, seed=8))
+    kwargs: dict[str, Any] = {"start": 1_000, "finish": 4_001}
+    plain_sketch = usage_ping.estimate_distinct_sketch(engine, t, "title", batch=False, **kwargs)
+    batched = usage_ping.estimate_distinct_sketch(engine, t, "title", batch_size=1_000, **kwargs)
+    whole = usage_ping.estimate_distinct_sketch(engine, t, "title")
+    assert plain_sketch == batched != whole

@@ -200,15 +200,36 @@ class Call:
             parallel=self.parallel,
         )
 
-    def in_range(self, query: sa.Select[Any], low: int, high: int) -> sa.Select[Any]:
-        return query.where(self.batch_column >= low, self.batch_column <= high)
+    def in_range(self, query: sa.Select[Any], low: int | None, high: int | None) -> sa.Select[Any]:
+        """``query`` limited to ``low <= batch column <= high`` (None: no limit on that side)."""
+        if low is not None:
+            query = query.where(self.batch_column >= low)
+        if high is not None:
+            query = query.where(self.batch_column <= high)
+        return query
 
-    def run_plain(self, query: sa.Select[Any]) -> Sequence[Row[Any]]:
-        """Run one unbatched query under the time limit (``batch=False``), within start/finish."""
-        if self.start is not None:
-            query = query.where(self.batch_column >= self.start)
-        if self.finish is not None:
-            query = query.where(self.batch_column <= self.finish)
+    def run(
+        self,
+        query_for: Callable[[int | None, int | None], sa.Executable],
+        consume: Callable[[Sequence[Row[Any]]], None],
+    ) -> None:
+        """Run ``query_for(low, high)`` over the range in batches, or once when ``batch=False``."""
+        if not self.batch:
+            consume(self._run_plain(query_for(self.start, self.finish)))
+            return
+        bounds = self.bounds()
+        if bounds is not None:
+            run_batches(
+                self.engine,
+                self.dialect,
+                self.plan(*bounds),
+                query_for,
+                consume,
+                progress=self.progress,
+            )
+
+    def _run_plain(self, query: sa.Executable) -> Sequence[Row[Any]]:
+        """One unbatched query under the time limit."""
         with counting_connection(self.engine, self.dialect, self.timeout) as (conn, limiter):
             limiter.arm()
             try:
@@ -300,19 +321,7 @@ def _additive(call: Call, aggregate: ColumnElement[Any]) -> Result:
                 if row[0] is not None:
                     total[0] += row[0]
 
-    if not call.batch:
-        consume(call.run_plain(query))
-    else:
-        bounds = call.bounds()
-        if bounds is not None:
-            run_batches(
-                call.engine,
-                call.dialect,
-                call.plan(*bounds),
-                lambda low, high: call.in_range(query, low, high),
-                consume,
-                progress=call.progress,
-            )
+    call.run(lambda low, high: call.in_range(query, low, high), consume)
     if groups:
         return {key: _plain(value) for key, value in totals.items()}
     return _plain(total[0])

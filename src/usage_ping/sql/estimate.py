@@ -25,7 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from usage_ping.errors import BatchTimeoutError, InvalidRelationError
 from usage_ping.fallback import ESTIMATE_FAILED, FAILED, Fallback, call_safely
-from usage_ping.sql.batching import BatchQueryError, counting_connection, run_batches
+from usage_ping.sql.batching import BatchQueryError, counting_connection
 from usage_ping.sql.counters import BatchOptions, Call, prepare
 from usage_ping.sql.relation import Relation, Target, is_integer, resolve_column
 from usage_ping.sql.sketch import DEFAULT_PRECISION, HllSketch, U64Array
@@ -134,25 +134,11 @@ def _sketch(call: Call, column: ColumnElement[Any], use_hll_extension: bool | No
 
     def for_range(low: int | None, high: int | None) -> sa.Select[Any]:
         if use_ext:
-            if low is None or high is None:
-                return ext_query
             return call.in_range(ext_query, low, high)
         inner = _register_query_in_range(call, column, low, high)
         return _packed_query(inner) if call.dialect.name == "postgresql" else inner
 
-    if not call.batch:
-        consume(call.run_plain(for_range(None, None)))
-    else:
-        bounds = call.bounds()
-        if bounds is not None:
-            run_batches(
-                call.engine,
-                call.dialect,
-                call.plan(*bounds),
-                for_range,
-                consume,
-                progress=call.progress,
-            )
+    call.run(for_range, consume)
     return finish()
 
 
@@ -160,12 +146,11 @@ def _register_query_in_range(
     call: Call, column: ColumnElement[Any], low: int | None, high: int | None
 ) -> sa.Select[Any]:
     """Per register: its number ``b`` and smallest residual ``r``, for one batch."""
-    hashed_rel = call.target.select(call.dialect.hash64(column).label("h")).where(
-        column.is_not(None)
-    )
-    if low is not None and high is not None:
-        hashed_rel = call.in_range(hashed_rel, low, high)
-    hashed = hashed_rel.subquery("hashed")
+    hashed = call.in_range(
+        call.target.select(call.dialect.hash64(column).label("h")).where(column.is_not(None)),
+        low,
+        high,
+    ).subquery("hashed")
     bucket = hashed.c.h.bitwise_and(_const(M - 1))
     residual = hashed.c.h.bitwise_rshift(_const(P)).bitwise_and(_const((1 << Q) - 1))
     return sa.select(bucket.label("b"), sa.func.min(residual).label("r")).group_by(bucket)
