@@ -32,11 +32,23 @@ def test_fast_batches_grow_at_most_twofold() -> None:
     assert ranges.size == 20_000
 
 
-def test_slow_batches_shrink_at_most_by_half() -> None:
-    """A batch far over the aim halves the next one."""
+def test_batches_over_the_aim_shrink_at_most_by_half() -> None:
+    """A batch over the aim (but within target_time) halves the next one at most."""
     ranges = _Ranges(_plan())
-    ranges.observe(10_000, 5.0)
+    ranges.observe(10_000, 0.09)
+    assert ranges.size == 5_555  # 10,000 * 0.05 / 0.09, rounded down
+    ranges.observe(10_000, 0.1)
     assert ranges.size == 5_000
+
+
+def test_batches_over_target_time_shrink_to_what_their_rate_implies() -> None:
+    """A batch over target_time shrinks the next one straight to rate * aim, not just by half."""
+    ranges = _Ranges(_plan())
+    ranges.observe(10_000, 0.5)  # 20,000 ids/s; aim 0.05 s
+    assert ranges.size == 1_000
+    ranges = _Ranges(_plan(floor=10))
+    ranges.observe(10_000, 5.0)
+    assert ranges.size == 100
 
 
 def test_size_settles_where_batches_take_half_the_target() -> None:

@@ -229,3 +229,51 @@ def test_unbatched_estimate_honours_start_and_finish(
     batched = usage_ping.estimate_distinct_sketch(engine, t, "title", batch_size=1_000, **kwargs)
     whole = usage_ping.estimate_distinct_sketch(engine, t, "title")
     assert plain_sketch == batched != whole
+
+
+@pytest.mark.dialects("postgresql")
+def test_postgresql_estimates_walk_blocks_and_build_the_same_sketch(
+    engine: sa.Engine, metadata: sa.MetaData
+) -> None:
+    """Without start/finish/batch_size, PostgreSQL walks TID ranges; the registers are the same."""
+    t = create(engine, events_table(metadata), _random_rows(20_000, 5_000, seed=9))  # ~170 blocks
+    projects = sa.Table(
+        "projects",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("archived", sa.Boolean, nullable=False),
+    )
+    create(engine, projects, [{"id": 0, "archived": False}, {"id": 1, "archived": True}])
+    rel = sa.select(t).join(projects, projects.c.id == t.c.project_id).where(~projects.c.archived)
+    statements: list[str] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    seen: list[tuple[int, int]] = []
+    by_blocks = usage_ping.estimate_distinct_sketch(
+        engine, rel, "title", target_time=1e-6, progress=lambda c, n: seen.append((c, n))
+    )
+    assert any("ctid >=" in s for s in statements)
+    assert len(seen) >= 2  # the blocks were split between batches
+    by_key = usage_ping.estimate_distinct_sketch(engine, rel, "title", batch_size=1_000)
+    unbatched = usage_ping.estimate_distinct_sketch(engine, rel, "title", batch=False)
+    assert by_blocks == by_key == unbatched
+    _create_hll(engine)
+    try:
+        ext_blocks = usage_ping.estimate_distinct_sketch(engine, rel, "title", target_time=1e-6)
+        ext_key = usage_ping.estimate_distinct_sketch(engine, rel, "title", batch_size=1_000)
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP EXTENSION hll")
+    assert isinstance(ext_blocks, HllSketch)
+    assert ext_blocks.hash_family == "postgresql:hll"
+    assert ext_blocks == ext_key
+
+
+@pytest.mark.dialects("postgresql")
+def test_block_walk_of_an_empty_table(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """A table with no blocks estimates 0 without batching."""
+    t = create(engine, events_table(metadata), [])
+    assert usage_ping.estimate_distinct_count(engine, t, t.c.author_id) == 0

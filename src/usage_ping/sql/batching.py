@@ -3,8 +3,9 @@
 Ranges are inclusive at both ends: a batch ``[low, high]`` runs ``col >= low AND col <= high``.
 
 Batch size: a batch should take about half of ``target_time``. After each batch the next size is
-scaled toward that aim (at most doubling, at least halving), so a fast query grows the batches and
-a slow one shrinks them, and a batch rarely comes near ``target_time`` itself.
+scaled toward that aim: at most doubling, and at most halving unless the batch took longer than
+``target_time``, in which case the next one shrinks straight to what its rate implies. So a fast
+query grows the batches, a slow one shrinks them, and a batch rarely comes near ``target_time``.
 
 Timeouts: each statement runs under ``timeout``. A batch that hits it is split in two halves (the
 first never narrower than the floor) and both are retried; a batch no wider than the floor that
@@ -91,8 +92,12 @@ class _Ranges:
     def observe(self, width: int, seconds: float) -> None:
         aim = self._plan.target_time / 2
         proposed = width * aim / max(seconds, 1e-6)
+        # Growth is cautious (at most double: the next range may be denser). A batch over
+        # target_time shrinks the next one straight to the size its rate implies; one merely
+        # over the aim shrinks by at most half.
+        lowest = 0.0 if seconds > self._plan.target_time else width / 2
         with self._lock:
-            self.size = max(self._plan.floor, int(min(max(proposed, width / 2), width * 2)))
+            self.size = max(self._plan.floor, int(min(max(proposed, lowest), width * 2)))
 
     def shrink(self, width: int) -> None:
         with self._lock:

@@ -61,10 +61,14 @@ DEFAULT_TIMEOUT = 1.0
 DEFAULT_BATCH_SIZE = {
     "count": 100_000,
     "sum": 10_000,
-    "distinct_count": 10_000,
+    "distinct_count": 100,
     "estimate": 100_000,
 }
-"""The first batch's size per operation; later batches adapt to ``target_time``."""
+"""The first batch's size per operation; later batches adapt to ``target_time``.
+
+``distinct_count`` starts at 100 values because one value of a skewed column can stand for many
+rows (a 10,000-value first batch covered 7 % of a 20M-row table in the benchmark); doubling from
+there reaches the right size within a few batches."""
 MIN_BATCH_SIZE = {"count": 1_000, "sum": 1_000, "distinct_count": 10, "estimate": 1_000}
 """The floor: no batch is smaller, and a ``batch_size`` below it is refused.
 
@@ -139,13 +143,25 @@ class Call:
     target_time: float
     timeout: float
     progress: Progress | None
+    size_given: bool = False
+    blocks: bool = False
+    """Walk the primary table's physical blocks (PostgreSQL TID ranges) instead of its key.
+
+    A sequential read of a block range costs about half of an index range scan per row, but a row
+    that a concurrent UPDATE moves to a later block can be read twice. Only estimates use it:
+    a HyperLogLog register ignores a value seen twice."""
 
     @property
     def description(self) -> str:
         return f"{self.operation} {self.target.name}"
 
+    def _qualified_table(self) -> str:
+        return self.engine.dialect.identifier_preparer.format_table(self.target.table)
+
     def bounds(self) -> tuple[int, int] | None:
         """The inclusive range to walk, or None when there is nothing to count."""
+        if self.blocks:
+            return self._block_bounds()
         low, high = self.start, self.finish
         if low is None or high is None:
             found_low, found_high = self._found_bounds()
@@ -156,6 +172,16 @@ class Call:
         if low > high:
             return None
         return int(low), int(high)
+
+    def _block_bounds(self) -> tuple[int, int] | None:
+        query = sa.text(
+            "SELECT pg_relation_size(CAST(:table AS regclass)) "
+            "/ current_setting('block_size')::bigint"
+        )
+        with counting_connection(self.engine, self.dialect, self.timeout) as (conn, limiter):
+            limiter.arm()
+            blocks = conn.execute(query, {"table": self._qualified_table()}).scalar_one()
+        return (0, int(blocks) - 1) if blocks else None
 
     def _found_bounds(self) -> tuple[Any, Any]:
         col = self.batch_column
@@ -194,7 +220,7 @@ class Call:
             low=low,
             high=high,
             size=self.batch_size,
-            floor=MIN_BATCH_SIZE[self.operation],
+            floor=1 if self.blocks else MIN_BATCH_SIZE[self.operation],
             target_time=self.target_time,
             timeout=self.timeout,
             parallel=self.parallel,
@@ -202,6 +228,14 @@ class Call:
 
     def in_range(self, query: sa.Select[Any], low: int | None, high: int | None) -> sa.Select[Any]:
         """``query`` limited to ``low <= batch column <= high`` (None: no limit on that side)."""
+        if self.blocks:
+            ctid: ColumnElement[Any] = sa.literal_column(f"{self._qualified_table()}.ctid")
+            # Whole blocks: from the first tuple of block `low` up to the first of `high + 1`.
+            if low is not None:
+                query = query.where(ctid >= sa.literal_column(f"'({int(low)},0)'::tid"))
+            if high is not None:
+                query = query.where(ctid < sa.literal_column(f"'({int(high) + 1},0)'::tid"))
+            return query
         if low is not None:
             query = query.where(self.batch_column >= low)
         if high is not None:
@@ -296,6 +330,7 @@ def prepare(
         target_time=target_time,
         timeout=timeout,
         progress=options.get("progress"),
+        size_given=options.get("batch_size") is not None,
     )
 
 

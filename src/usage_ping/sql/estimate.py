@@ -15,6 +15,7 @@ improved estimator (0.81 % standard error, no bias at small or large cardinaliti
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Unpack
 
@@ -80,17 +81,28 @@ def _decode_pg_hll(text: str) -> np.ndarray[Any, np.dtype[np.uint8]]:
     return registers
 
 
-def _has_hll_extension(call: Call) -> bool:
-    if call.dialect.name != "postgresql":
-        return False
+_TID_RANGE_SCAN = (14,)  # PostgreSQL 14 added TID Range Scans
+_FIRST_BLOCKS = 128  # about 100,000 narrow rows; later batches adapt
+
+
+def _postgres_features(call: Call) -> tuple[bool, bool]:
+    """Whether the database has the hll extension, and whether it can scan TID ranges."""
     with counting_connection(call.engine, call.dialect, call.timeout) as (conn, limiter):
         limiter.arm()
         found = conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'hll'")).first()
-    return found is not None
+        version = conn.dialect.server_version_info or ()
+    return found is not None, tuple(version) >= _TID_RANGE_SCAN
 
 
 def _sketch(call: Call, column: ColumnElement[Any], use_hll_extension: bool | None) -> HllSketch:
-    use_ext = _has_hll_extension(call) if use_hll_extension is None else use_hll_extension
+    has_hll, tid_ranges = (
+        _postgres_features(call) if call.dialect.name == "postgresql" else (False, False)
+    )
+    use_ext = has_hll if use_hll_extension is None else use_hll_extension
+    # Without a range or size from the caller (which are in key values), walk blocks instead.
+    keyed = call.start is not None or call.finish is not None or call.size_given
+    if tid_ranges and call.batch and not keyed:
+        call = dataclasses.replace(call, blocks=True, batch_size=_FIRST_BLOCKS)
     consume: Callable[[Sequence[Row[Any]]], None]
     finish: Callable[[], HllSketch]
 
