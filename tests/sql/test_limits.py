@@ -159,16 +159,19 @@ def test_database_error_inside_a_batch_names_the_range(
 
 def _timeout_setting(conn: sa.Connection, dialect: str) -> Any:
     if dialect == "postgresql":
-        return conn.exec_driver_sql("SHOW statement_timeout").scalar()
+        return conn.exec_driver_sql(
+            "SELECT current_setting('statement_timeout'), "
+            "current_setting('max_parallel_workers_per_gather'), current_setting('jit')"
+        ).one()
     if dialect == "mariadb":
         return conn.exec_driver_sql("SELECT @@session.max_statement_time").scalar()
     return None
 
 
-def test_pooled_connections_get_their_time_limit_back(
+def test_pooled_connections_get_their_settings_back(
     engine: sa.Engine, metadata: sa.MetaData, dialect: str
 ) -> None:
-    """The counter's time limit never stays on a connection returned to the pool."""
+    """The counter's session settings never stay on a connection returned to the pool."""
     t = create(engine, events_table(metadata), [row(i) for i in range(1, 100)])
     one = sa.create_engine(engine.url, pool_size=1, max_overflow=0)
     try:
@@ -178,6 +181,8 @@ def test_pooled_connections_get_their_time_limit_back(
             def host_setting(dbapi_conn: Any, record: Any) -> None:
                 with dbapi_conn.cursor() as cur:
                     cur.execute("SET statement_timeout = '7s'")
+                    cur.execute("SET max_parallel_workers_per_gather = 1")
+                    cur.execute("SET jit = on")
                 dbapi_conn.commit()
 
         with one.connect() as conn:
@@ -186,7 +191,7 @@ def test_pooled_connections_get_their_time_limit_back(
         with one.connect() as conn:
             assert _timeout_setting(conn, dialect) == before
             if dialect == "postgresql":
-                assert before == "7s"
+                assert tuple(before) == ("7s", "1", "on")
             if dialect == "sqlite":
                 # The progress handler is gone: a long statement is not interrupted.
                 raw: Any = conn.connection.driver_connection
@@ -217,3 +222,18 @@ def test_open_transaction_on_callers_connection_is_not_disturbed(
         assert caller.execute(sa.select(sa.func.count()).select_from(t)).scalar() == 101
         caller.commit()
     assert usage_ping.count(engine, t) == 101
+
+
+@pytest.mark.dialects("postgresql")
+def test_batches_run_without_parallel_workers_or_jit(
+    engine: sa.Engine, metadata: sa.MetaData
+) -> None:
+    """Inside a count the session has no parallel workers, no JIT, and our statement_timeout."""
+    t = create(engine, events_table(metadata), [row(i) for i in range(1, 51)])
+    setting = sa.func.current_setting
+    rel = sa.select(t).where(
+        setting("max_parallel_workers_per_gather") == "0",
+        setting("jit") == "off",
+        setting("statement_timeout") == "250ms",
+    )
+    assert usage_ping.count(engine, rel, timeout=0.25) == 50

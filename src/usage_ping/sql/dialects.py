@@ -74,36 +74,38 @@ class _SessionSettingLimiter:
 
 
 class _PostgresLimiter:
-    """``statement_timeout`` for the limit, and no parallel workers for our short batches.
+    """``statement_timeout`` for the limit; no parallel workers and no JIT for short batches.
 
-    Parallel workers only pay off for long queries; for a 50 ms batch their start-up is waste,
-    and they would take the host's cores from its own queries. Both settings are read and set in
-    one round trip, and put back the same way.
+    Parallel workers and JIT compilation only pay off for long queries: for a 50 ms batch their
+    start-up is waste, and workers would take the host's cores from its own queries. The settings
+    are read and set in one round trip each, and put back the same way.
     """
 
     _READ = (
         "SELECT current_setting('statement_timeout'), "
-        "current_setting('max_parallel_workers_per_gather')"
+        "current_setting('max_parallel_workers_per_gather'), current_setting('jit')"
     )
     _WRITE = (
         "SELECT set_config('statement_timeout', :timeout, false), "
-        "set_config('max_parallel_workers_per_gather', :workers, false)"
+        "set_config('max_parallel_workers_per_gather', :workers, false), "
+        "set_config('jit', :jit, false)"
     )
 
     def __init__(self, conn: Connection, timeout: float) -> None:
         self._conn = conn
         self._saved = conn.execute(sa.text(self._READ)).one()
-        conn.execute(
-            sa.text(self._WRITE), {"timeout": f"{max(1, round(timeout * 1000))}ms", "workers": "0"}
-        )
+        ours = {"timeout": f"{max(1, round(timeout * 1000))}ms", "workers": "0", "jit": "off"}
+        conn.execute(sa.text(self._WRITE), ours)
 
     def arm(self) -> None:
         return None
 
     def close(self) -> None:
         if not self._conn.invalidated and not self._conn.closed:
-            timeout, workers = self._saved
-            self._conn.execute(sa.text(self._WRITE), {"timeout": timeout, "workers": workers})
+            timeout, workers, jit = self._saved
+            self._conn.execute(
+                sa.text(self._WRITE), {"timeout": timeout, "workers": workers, "jit": jit}
+            )
 
     def is_timeout(self, exc: sa.exc.DBAPIError) -> bool:
         return getattr(exc.orig, "sqlstate", None) == "57014"  # query_canceled
