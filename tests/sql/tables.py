@@ -21,6 +21,19 @@ def events_table(metadata: sa.MetaData, name: str = "events") -> sa.Table:
     )
 
 
+def projects_table(metadata: sa.MetaData) -> sa.Table:
+    """Projects to join events with: project 0 is active, project 1 archived."""
+    return sa.Table(
+        "projects",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("archived", sa.Boolean, nullable=False),
+    )
+
+
+PROJECTS = [{"id": 0, "archived": False}, {"id": 1, "archived": True}]
+
+
 def create(engine: sa.Engine, table: sa.Table, rows: Sequence[dict[str, Any]]) -> sa.Table:
     table.metadata.create_all(engine, tables=[table])
     if rows:

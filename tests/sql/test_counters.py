@@ -11,7 +11,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import usage_ping
-from tests.sql.tables import create, events_table, plain, plain_grouped, row
+from tests.sql.tables import (
+    PROJECTS,
+    create,
+    events_table,
+    plain,
+    plain_grouped,
+    projects_table,
+    row,
+)
 
 
 def test_empty_table_counts_zero(engine: sa.Engine, metadata: sa.MetaData) -> None:
@@ -75,13 +83,7 @@ def test_sum_of_decimal_column(engine: sa.Engine, metadata: sa.MetaData) -> None
 def test_filters_and_joins_match_plain_sql(engine: sa.Engine, metadata: sa.MetaData) -> None:
     """A filtered, joined relation counts what the same plain query counts."""
     t = create(engine, events_table(metadata), [row(i) for i in range(1, 5000)])
-    projects = sa.Table(
-        "projects",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("archived", sa.Boolean, nullable=False),
-    )
-    create(engine, projects, [{"id": 0, "archived": False}, {"id": 1, "archived": True}])
+    projects = create(engine, projects_table(metadata), PROJECTS)
     rel = (
         sa.select(t)
         .join(projects, projects.c.id == t.c.project_id)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 import usage_ping
-from tests.sql.tables import create, events_table, plain, row
+from tests.sql.tables import PROJECTS, create, events_table, plain, projects_table, row
 from usage_ping import HllSketch
 from usage_ping.testing import Swallowed
 
@@ -157,16 +160,21 @@ def test_hll_extension_is_refused_outside_postgresql(engine: sa.Engine) -> None:
 # -- the PostgreSQL hll extension ---------------------------------------------------------------
 
 
-def _create_hll(engine: sa.Engine) -> None:
+@contextmanager
+def hll_extension(engine: sa.Engine) -> Iterator[None]:
+    """The hll extension, installed in the test database for the block and dropped after it."""
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS hll")
     except sa.exc.DBAPIError as exc:
-        import os
-
         if os.environ.get("CI") == "true":
             pytest.fail(f"the hll extension is not installed: {exc}")
         pytest.skip("the PostgreSQL hll extension is not installed (postgresql-15-hll)")
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP EXTENSION hll")
 
 
 @pytest.mark.dialects("postgresql")
@@ -177,17 +185,13 @@ def test_hll_extension_is_detected_and_used(engine: sa.Engine, metadata: sa.Meta
     pure = usage_ping.estimate_distinct_sketch(engine, t, t.c.author_id)
     assert isinstance(pure, HllSketch)
     assert pure.hash_family == "postgresql:hashextended"
-    _create_hll(engine)
-    try:
+    with hll_extension(engine):
         with_ext = usage_ping.estimate_distinct_sketch(engine, t, t.c.author_id)
         forced_pure = usage_ping.estimate_distinct_sketch(
             engine, t, t.c.author_id, use_hll_extension=False
         )
         titles = usage_ping.estimate_distinct_count(engine, t, "title")
         exact_titles = plain(engine, sa.select(sa.func.count(sa.distinct(t.c.title))))
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP EXTENSION hll")
     assert isinstance(with_ext, HllSketch)
     assert with_ext.hash_family == "postgresql:hll"
     assert forced_pure == pure
@@ -201,8 +205,7 @@ def test_decoded_hll_registers_match_the_extension(
 ) -> None:
     """Our decoding of the extension's registers agrees with its own cardinality and union."""
     t = create(engine, events_table(metadata), _random_rows(4_000, 100_000, seed=7))
-    _create_hll(engine)
-    try:
+    with hll_extension(engine):
         with engine.connect() as conn:
             theirs = conn.exec_driver_sql(
                 "SELECT hll_cardinality(hll_add_agg(hll_hash_bigint(author_id), 14, 5, 0, 0)) "
@@ -211,9 +214,6 @@ def test_decoded_hll_registers_match_the_extension(
         ours = usage_ping.estimate_distinct_count(
             engine, t, t.c.author_id, batch_size=1_000, target_time=1e-6
         )
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP EXTENSION hll")
     # Same registers, different estimators (theirs switches to linear counting here).
     assert isinstance(ours, int)
     assert ours == pytest.approx(theirs, rel=0.01)
@@ -237,13 +237,7 @@ def test_postgresql_estimates_walk_blocks_and_build_the_same_sketch(
 ) -> None:
     """Without start/finish/batch_size, PostgreSQL walks TID ranges; the registers are the same."""
     t = create(engine, events_table(metadata), _random_rows(20_000, 5_000, seed=9))  # ~170 blocks
-    projects = sa.Table(
-        "projects",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("archived", sa.Boolean, nullable=False),
-    )
-    create(engine, projects, [{"id": 0, "archived": False}, {"id": 1, "archived": True}])
+    projects = create(engine, projects_table(metadata), PROJECTS)
     rel = sa.select(t).join(projects, projects.c.id == t.c.project_id).where(~projects.c.archived)
     statements: list[str] = []
 
@@ -260,13 +254,9 @@ def test_postgresql_estimates_walk_blocks_and_build_the_same_sketch(
     by_key = usage_ping.estimate_distinct_sketch(engine, rel, "title", batch_size=1_000)
     unbatched = usage_ping.estimate_distinct_sketch(engine, rel, "title", batch=False)
     assert by_blocks == by_key == unbatched
-    _create_hll(engine)
-    try:
+    with hll_extension(engine):
         ext_blocks = usage_ping.estimate_distinct_sketch(engine, rel, "title", target_time=1e-6)
         ext_key = usage_ping.estimate_distinct_sketch(engine, rel, "title", batch_size=1_000)
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP EXTENSION hll")
     assert isinstance(ext_blocks, HllSketch)
     assert ext_blocks.hash_family == "postgresql:hll"
     assert ext_blocks == ext_key
