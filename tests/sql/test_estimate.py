@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -267,3 +268,44 @@ def test_block_walk_of_an_empty_table(engine: sa.Engine, metadata: sa.MetaData) 
     """A table with no blocks estimates 0 without batching."""
     t = create(engine, events_table(metadata), [])
     assert usage_ping.estimate_distinct_count(engine, t, t.c.author_id) == 0
+
+
+def _fill(engine: sa.Engine, dialect: str, table: str, rows: int) -> None:
+    """Insert ids 1..rows with author_id = id * 7, generated inside the database."""
+    if dialect == "postgresql":
+        source = f"SELECT g, g * 7 FROM generate_series(1, {rows}) AS g"
+    elif dialect == "mariadb":
+        source = f"SELECT seq, seq * 7 FROM seq_1_to_{rows}"
+    else:
+        source = (
+            f"WITH RECURSIVE n(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM n WHERE g < {rows}) "
+            "SELECT g, g * 7 FROM n"
+        )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"INSERT INTO {table} (id, author_id) {source}")
+
+
+def test_rows_above_the_ceiling_are_skipped_without_changing_the_sketch(
+    engine: sa.Engine, metadata: sa.MetaData, dialect: str
+) -> None:
+    """Once every register is set, batches skip rows that cannot lower one: same registers."""
+    t = create(engine, events_table(metadata), [])
+    _fill(engine, dialect, "events", 400_000)
+    statements: list[str] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    walked = usage_ping.estimate_distinct_sketch(
+        engine, t, t.c.author_id, batch_size=20_000, target_time=1e-6, parallel=2
+    )
+    ceiling = re.compile(r"1125899906842623\)* < \d+")
+    assert any(ceiling.search(s) for s in statements)
+    # The reference: one statement over all 400k rows, so it needs more than the 1 s default.
+    unbatched = usage_ping.estimate_distinct_sketch(
+        engine, t, t.c.author_id, batch=False, timeout=120
+    )
+    assert walked == unbatched
+    assert isinstance(walked, HllSketch)
+    assert abs(walked.estimate() / 400_000 - 1) < 0.03

@@ -16,6 +16,7 @@ improved estimator (0.81 % standard error, no bias at small or large cardinaliti
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Unpack
 
@@ -44,14 +45,28 @@ def _const(value: int) -> ColumnElement[int]:
 
 
 class _Minima:
-    """Per-register smallest residual over all batches."""
+    """Per-register smallest residual over all batches, shared by the counting threads."""
 
     def __init__(self) -> None:
         self.values: U64Array = np.full(M, _EMPTY, dtype=np.uint64)
+        self._lock = threading.Lock()
 
     def merge(self, buckets: U64Array, residuals: U64Array) -> None:
         index = buckets.astype(np.intp)
-        self.values[index] = np.minimum(self.values[index], residuals)
+        with self._lock:
+            self.values[index] = np.minimum(self.values[index], residuals)
+
+    def ceiling(self) -> int | None:
+        """A residual at or above this cannot lower any register (None: no such bound yet).
+
+        It is the largest register minimum so far. Rows at or above it are filtered out before
+        the GROUP BY, which is most of the cost: once the sketch has seen n distinct values,
+        only about ln(16384) * 16384 / n of new rows get through (8 % at 2M). The ceiling only
+        falls, so one read by a thread while another merges is still a safe bound.
+        """
+        with self._lock:
+            highest = int(self.values.max())
+        return None if highest >= int(_EMPTY) else highest
 
 
 def _packed_query(registers: sa.Select[Any]) -> sa.Select[Any]:
@@ -105,6 +120,7 @@ def _sketch(call: Call, column: ColumnElement[Any], use_hll_extension: bool | No
         call = dataclasses.replace(call, blocks=True, batch_size=_FIRST_BLOCKS)
     consume: Callable[[Sequence[Row[Any]]], None]
     finish: Callable[[], HllSketch]
+    minima = _Minima()
 
     if use_ext:
         if is_integer(column):
@@ -125,7 +141,6 @@ def _sketch(call: Call, column: ColumnElement[Any], use_hll_extension: bool | No
             return HllSketch("postgresql:hll", P, registers)
 
     else:
-        minima = _Minima()
         if call.dialect.name == "postgresql":
 
             def consume(rows: Sequence[Row[Any]]) -> None:
@@ -147,24 +162,34 @@ def _sketch(call: Call, column: ColumnElement[Any], use_hll_extension: bool | No
     def for_range(low: int | None, high: int | None) -> sa.Select[Any]:
         if use_ext:
             return call.in_range(ext_query, low, high)
-        inner = _register_query_in_range(call, column, low, high)
+        inner = _register_query_in_range(call, column, low, high, minima.ceiling())
         return _packed_query(inner) if call.dialect.name == "postgresql" else inner
 
     call.run(for_range, consume)
     return finish()
 
 
+def _residual(hashed: ColumnElement[int]) -> ColumnElement[int]:
+    return hashed.bitwise_rshift(_const(P)).bitwise_and(_const((1 << Q) - 1))
+
+
 def _register_query_in_range(
-    call: Call, column: ColumnElement[Any], low: int | None, high: int | None
+    call: Call,
+    column: ColumnElement[Any],
+    low: int | None,
+    high: int | None,
+    ceiling: int | None = None,
 ) -> sa.Select[Any]:
-    """Per register: its number ``b`` and smallest residual ``r``, for one batch."""
-    hashed = call.in_range(
-        call.target.select(call.dialect.hash64(column).label("h")).where(column.is_not(None)),
-        low,
-        high,
-    ).subquery("hashed")
+    """Per register: its number ``b`` and smallest residual ``r``, for one batch.
+
+    Rows whose residual is at or above ``ceiling`` cannot change the sketch and are skipped.
+    """
+    rows = call.target.select(call.dialect.hash64(column).label("h")).where(column.is_not(None))
+    if ceiling is not None:
+        rows = rows.where(_residual(call.dialect.hash64(column)) < _const(ceiling))
+    hashed = call.in_range(rows, low, high).subquery("hashed")
     bucket = hashed.c.h.bitwise_and(_const(M - 1))
-    residual = hashed.c.h.bitwise_rshift(_const(P)).bitwise_and(_const((1 << Q) - 1))
+    residual = _residual(hashed.c.h)
     return sa.select(bucket.label("b"), sa.func.min(residual).label("r")).group_by(bucket)
 
 
