@@ -18,6 +18,8 @@ import sqlalchemy as sa
 
 from usage_ping.testing import Swallowed, capture_swallowed, reraise_swallowed
 
+pytest_plugins = ["tests.store_fixtures"]
+
 DIALECTS = ("postgresql", "mariadb", "sqlite")
 SERVER_URLS = {
     "postgresql": os.environ.get(

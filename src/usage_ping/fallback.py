@@ -25,6 +25,7 @@ __all__ = [
     "Fallback",
     "call_safely",
     "logger",
+    "report",
     "swallow",
 ]
 
@@ -113,6 +114,12 @@ def call_safely(
         if _record(exc, description, context or {}):
             raise
         return fallback if fallback_for is None else fallback_for(exc)
+
+
+def report(exc: Exception, description: str, context: dict[str, Any] | None = None) -> None:
+    """Record an error that the caller has already caught (logged; re-raised only in tests)."""
+    if _record(exc, description, context or {}):
+        raise exc
 
 
 @contextmanager

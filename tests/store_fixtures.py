@@ -1,4 +1,4 @@
-"""Counter stores on real servers: the local Redis, a 3-node Redis Cluster started here, SQLite."""
+"""Counter-store fixtures (a pytest plugin): the local Redis, a 3-node Redis Cluster, SQLite."""
 
 from __future__ import annotations
 
