@@ -1,5 +1,6 @@
 """Counter stores: Redis (standalone or Cluster) and SQLite (embedded), behind one protocol."""
 
+from usage_ping.store.buffered import BufferedStore, BufferStats
 from usage_ping.store.protocol import (
     CounterStore,
     CrossSlotError,
@@ -13,12 +14,15 @@ from usage_ping.store.protocol import (
 from usage_ping.store.sqlite import SQLiteStore
 
 __all__ = [
+    "BufferStats",
+    "BufferedStore",
     "CounterStore",
     "CrossSlotError",
     "HIncr",
     "Incr",
     "Op",
     "PfAdd",
+    "RedisStore",
     "SQLiteStore",
     "StoreError",
     "hash_tag",
