@@ -12,15 +12,26 @@ from usage_ping.events.counter import (
     UnknownEventError,
 )
 from usage_ping.events.definitions import EventDefinitionError, KnownEvent, KnownEvents
+from usage_ping.events.plain import (
+    Counter,
+    CounterDefinitionError,
+    HashCounter,
+    HasTotals,
+    redis_usage_data,
+)
 from usage_ping.events.windows import Window, window
 
 __all__ = [
     "AggregationMismatchError",
     "CategoryMismatchError",
+    "Counter",
+    "CounterDefinitionError",
     "EventCounter",
     "EventDefinitionError",
     "EventError",
     "FeatureFlags",
+    "HasTotals",
+    "HashCounter",
     "InvalidContextError",
     "InvalidValueError",
     "KnownEvent",
@@ -28,5 +39,6 @@ __all__ = [
     "SlotMismatchError",
     "UnknownEventError",
     "Window",
+    "redis_usage_data",
     "window",
 ]
