@@ -169,3 +169,31 @@ def test_store_down_costs_little_and_never_raises(swallowed: list[Swallowed]) ->
     assert counter.track_event("i_search_total", "a") is False
     assert time.perf_counter() - started < 1.0
     assert len(swallowed) == 1
+
+
+def test_flag_values_come_from_host_then_definitions_then_default() -> None:
+    """Host values win over definition defaults, which win over the global default."""
+    flags = FeatureFlags({"a": False}, defaults={"a": True, "b": True}, default=False)
+    assert (flags.enabled("a"), flags.enabled("b"), flags.enabled("c")) == (False, True, False)
+    flags.set("c", True)
+    assert flags.enabled("c")
+
+
+def test_flags_load_from_the_host_database(engine: Any, metadata: Any) -> None:
+    """A (name, enabled) table of the host's database; a missing table means defaults only."""
+    import sqlalchemy as sa
+
+    assert FeatureFlags.from_table(engine, defaults={"x": True}).enabled("x")
+    table = sa.Table(
+        "usage_ping_feature_flags",
+        metadata,
+        sa.Column("name", sa.String(100), primary_key=True),
+        sa.Column("enabled", sa.Boolean, nullable=False),
+    )
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            table.insert(), [{"name": "x", "enabled": False}, {"name": "y", "enabled": True}]
+        )
+    flags = FeatureFlags.from_table(engine, defaults={"x": True})
+    assert (flags.enabled("x"), flags.enabled("y"), flags.enabled("z")) == (False, True, False)

@@ -16,6 +16,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from usage_ping.errors import UsagePingError
 from usage_ping.events.definitions import KnownEvent, KnownEvents
 from usage_ping.events.windows import TimeFrame, key, period, periods, window
@@ -71,21 +73,58 @@ class AggregationMismatchError(EventError):
 class FeatureFlags:
     """Feature flags: values set by the host (settings or its database) over defaults.
 
+    A flag's value is, in order: what the host set (``values``, :meth:`set`, or rows loaded with
+    :meth:`from_table`); the default its definition gives (``defaults``); else ``default``.
+
     Example:
-        >>> flags = FeatureFlags({"new_search": True})
-        >>> flags.enabled("new_search"), flags.enabled("unknown_flag")
-        (True, False)
+        >>> flags = FeatureFlags({"new_search": True}, defaults={"beta_ide": True})
+        >>> flags.enabled("new_search"), flags.enabled("beta_ide"), flags.enabled("other")
+        (True, True, False)
     """
 
-    def __init__(self, values: Mapping[str, bool] | None = None, *, default: bool = False) -> None:
+    def __init__(
+        self,
+        values: Mapping[str, bool] | None = None,
+        *,
+        defaults: Mapping[str, bool] | None = None,
+        default: bool = False,
+    ) -> None:
         self._values = dict(values or {})
+        self._defaults = dict(defaults or {})
         self.default = default
 
     def enabled(self, name: str) -> bool:
-        return self._values.get(name, self.default)
+        if name in self._values:
+            return self._values[name]
+        return self._defaults.get(name, self.default)
 
     def set(self, name: str, value: bool) -> None:
         self._values[name] = value
+
+    @classmethod
+    def from_table(
+        cls,
+        engine: sa.Engine,
+        table: str = "usage_ping_feature_flags",
+        *,
+        defaults: Mapping[str, bool] | None = None,
+        default: bool = False,
+    ) -> FeatureFlags:
+        """Flags stored by the host in a table with ``name`` and ``enabled`` columns.
+
+        A missing table means no flags set (only defaults): the host may not have created it.
+        """
+        flags = sa.table(table, sa.column("name", sa.String), sa.column("enabled", sa.Boolean))
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.select(flags.c.name, flags.c.enabled)).all()
+        except sa.exc.DBAPIError as exc:
+            if not sa.inspect(engine).has_table(table):
+                rows = []
+            else:
+                raise EventError(f"cannot read feature flags from {table}: {exc}") from exc
+        values = {str(name): bool(enabled) for name, enabled in rows}
+        return cls(values, defaults=defaults, default=default)
 
 
 def _values(values: Any) -> tuple[str, ...]:
