@@ -38,7 +38,11 @@ def test_merge_folds_operations_on_one_key() -> None:
         PfAdd("k", ("a", "b"), ttl=10), PfAdd("k", ("b", "c"), ttl=20), PfAdd("j", ("x",)),
         Incr("n", 2), Incr("n", 3, ttl=5), HIncr("h", "f"), HIncr("h", "f", 4), HIncr("h", "g"),
     ])  # fmt: skip
-    assert merged == [
+    normalised = [
+        PfAdd(op.key, tuple(sorted(op.values)), op.ttl) if isinstance(op, PfAdd) else op
+        for op in merged
+    ]
+    assert normalised == [
         PfAdd("k", ("a", "b", "c"), ttl=20),
         PfAdd("j", ("x",), ttl=None),
         Incr("n", 5, ttl=5),
@@ -150,4 +154,25 @@ def test_writer_thread_restarts_in_a_forked_child() -> None:
     child.join(20)
     assert child.exitcode == 0
     assert buffered.get(["from_parent", "from_child"]) == [1, 1]
+    buffered.close()
+
+
+def test_dropped_writes_are_not_reported_as_tracked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full queue makes track_event and increment return False, without a log line per call."""
+    from usage_ping.events import Counter, EventCounter, KnownEvent, KnownEvents
+    from usage_ping.store import SQLiteStore, WriteDroppedError
+
+    buffered = BufferedStore(SQLiteStore(tmp_path / "s.sqlite3"), max_queue=3, flush_interval=60)
+    events = EventCounter(buffered, KnownEvents([KnownEvent("i_x", "c", "weekly")]), strict=True)
+    plain = Counter(buffered, "wiki", ["create"], strict=True)
+    caplog.set_level(logging.DEBUG, logger="usage_ping")
+    tracked = [events.track_event("i_x", "a") for _ in range(5)]
+    assert tracked == [True, True, True, False, False]
+    assert plain.increment("create") is False
+    assert buffered.stats.dropped_full == 3
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    with pytest.raises(WriteDroppedError):
+        buffered.apply([Incr("n")])
     buffered.close()

@@ -22,7 +22,7 @@ from usage_ping.errors import UsagePingError
 from usage_ping.events.definitions import KnownEvent, KnownEvents
 from usage_ping.events.windows import TimeFrame, key, period, periods, window
 from usage_ping.fallback import report
-from usage_ping.store import CounterStore, Op, PfAdd
+from usage_ping.store import CounterStore, Op, PfAdd, WriteDroppedError
 
 __all__ = [
     "AggregationMismatchError",
@@ -239,6 +239,8 @@ class EventCounter:
             return False
         try:
             self.store.apply(ops)
+        except WriteDroppedError:
+            return False  # counted by the buffer, which logs once per outage
         except Exception as exc:
             report(exc, f"track_event {name}", {"event": name})
             return False

@@ -32,7 +32,7 @@ from typing import Protocol, TypeVar, overload, runtime_checkable
 from usage_ping.errors import UsagePingError
 from usage_ping.events.counter import EventError, UnknownEventError
 from usage_ping.fallback import FAILED, Fallback, call_safely, report
-from usage_ping.store import CounterStore, HIncr, Incr, Op
+from usage_ping.store import CounterStore, HIncr, Incr, Op, WriteDroppedError
 
 __all__ = [
     "Counter",
@@ -150,6 +150,8 @@ class _BaseCounter:
             return False
         try:
             self.store.apply([self._op(event, amount)])
+        except WriteDroppedError:
+            return False  # counted by the buffer, which logs once per outage
         except Exception as exc:
             report(exc, description, {"counter": self.prefix, "event": event})
             return False

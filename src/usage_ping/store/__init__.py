@@ -9,6 +9,7 @@ from usage_ping.store.protocol import (
     Op,
     PfAdd,
     StoreError,
+    WriteDroppedError,
     hash_tag,
 )
 from usage_ping.store.sqlite import SQLiteStore
@@ -25,6 +26,7 @@ __all__ = [
     "RedisStore",
     "SQLiteStore",
     "StoreError",
+    "WriteDroppedError",
     "hash_tag",
 ]
 

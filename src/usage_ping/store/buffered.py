@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from usage_ping.store.protocol import CounterStore, HIncr, Incr, Op, PfAdd
+from usage_ping.store.protocol import CounterStore, HIncr, Incr, Op, PfAdd, WriteDroppedError
 
 __all__ = ["BufferStats", "BufferedStore"]
 
@@ -57,7 +57,7 @@ def merge(ops: Iterable[Op]) -> list[Op]:
             incrs[op.key] = (amount + op.amount, _later(ttl, op.ttl))
         else:
             hincrs[(op.key, op.field)] = hincrs.get((op.key, op.field), 0) + op.amount
-    merged: list[Op] = [PfAdd(k, tuple(sorted(v)), ttl) for k, (v, ttl) in pfadds.items()]
+    merged: list[Op] = [PfAdd(k, tuple(v), ttl) for k, (v, ttl) in pfadds.items()]
     merged += [Incr(k, amount, ttl) for k, (amount, ttl) in incrs.items()]
     merged += [HIncr(k, f, amount) for (k, f), amount in hincrs.items()]
     return merged
@@ -119,12 +119,19 @@ class BufferedStore:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._started_in = 0  # the pid whose writer thread is running (0: none yet)
 
     # -- the host's side --------------------------------------------------------------------------
 
     def apply(self, ops: Iterable[Op]) -> None:
-        """Queue ``ops``; never blocks and never raises (see :meth:`submit`)."""
-        self.submit(ops)
+        """Queue ``ops`` without blocking.
+
+        Raises:
+            WriteDroppedError: the queue was full or the store is down; the drop is counted in
+                :attr:`stats` (callers report "not written" without logging each one).
+        """
+        if not self.submit(ops):
+            raise WriteDroppedError("usage_ping write buffer dropped the write")
 
     def submit(self, ops: Iterable[Op]) -> bool:
         """Queue ``ops``; False when they were dropped (queue full or store unavailable)."""
@@ -190,6 +197,8 @@ class BufferedStore:
 
     def _ensure_thread(self) -> None:
         """Start the writer (again after a fork: threads do not survive into the child)."""
+        if self._started_in == os.getpid():
+            return
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._thread = None
@@ -198,6 +207,7 @@ class BufferedStore:
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="usage_ping-buffer", daemon=True)
             self._thread.start()
+        self._started_in = os.getpid()
 
     def _due(self) -> bool:
         return self._flush_requested or self._closed or len(self._queue) >= self.max_batch

@@ -23,12 +23,20 @@ __all__ = [
     "Op",
     "PfAdd",
     "StoreError",
+    "WriteDroppedError",
     "hash_tag",
 ]
 
 
 class StoreError(UsagePingError):
     """The store could not be reached or refused an operation."""
+
+
+class WriteDroppedError(StoreError):
+    """A buffered store dropped the write (queue full or store down); it counted it already.
+
+    Callers return "not written" without logging: the buffer logs once per outage, not per call.
+    """
 
 
 class CrossSlotError(UsagePingError, ValueError):
