@@ -1,5 +1,17 @@
 """Known events and unique-value counting per event (Redis HLL or the SQLite store)."""
 
+from usage_ping.events.aggregates import (
+    MAX_AND_EVENTS,
+    TIME_FRAMES,
+    AggregatedMetric,
+    AggregatedMetricError,
+    AggregatedMetrics,
+    AggregateTimeFrame,
+    Operator,
+    aggregated_value,
+    aggregated_values,
+    inclusion_exclusion,
+)
 from usage_ping.events.counter import (
     AggregationMismatchError,
     CategoryMismatchError,
@@ -22,6 +34,12 @@ from usage_ping.events.plain import (
 from usage_ping.events.windows import Window, window
 
 __all__ = [
+    "MAX_AND_EVENTS",
+    "TIME_FRAMES",
+    "AggregateTimeFrame",
+    "AggregatedMetric",
+    "AggregatedMetricError",
+    "AggregatedMetrics",
     "AggregationMismatchError",
     "CategoryMismatchError",
     "Counter",
@@ -36,9 +54,13 @@ __all__ = [
     "InvalidValueError",
     "KnownEvent",
     "KnownEvents",
+    "Operator",
     "SlotMismatchError",
     "UnknownEventError",
     "Window",
+    "aggregated_value",
+    "aggregated_values",
+    "inclusion_exclusion",
     "redis_usage_data",
     "window",
 ]
