@@ -39,7 +39,7 @@ import jsonschema
 import yaml
 
 from usage_ping.events.counter import EventCounter, EventError, FeatureFlags
-from usage_ping.events.definitions import EventDefinitionError, KnownEvents
+from usage_ping.events.definitions import EventDefinitionError, KnownEvents, definition_files
 from usage_ping.events.windows import TimeFrame
 from usage_ping.fallback import FAILED, call_safely
 
@@ -187,15 +187,9 @@ class AggregatedMetrics(Mapping[str, AggregatedMetric]):
                 cannot be counted together.
         """
         registry = cls()
-        for path in map(Path, paths):
-            files = (
-                sorted(p for p in path.rglob("*") if p.suffix in (".yml", ".yaml"))
-                if path.is_dir()
-                else [path]
-            )
-            for file in files:
-                for metric in _read(file):
-                    registry.add(metric)
+        for file in definition_files(paths):
+            for metric in _read(file):
+                registry.add(metric)
         if events is not None:
             registry.check(events)
         return registry

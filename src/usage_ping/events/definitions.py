@@ -32,6 +32,7 @@ __all__ = [
     "EventDefinitionError",
     "KnownEvent",
     "KnownEvents",
+    "definition_files",
 ]
 
 Aggregation = Literal["daily", "weekly"]
@@ -107,15 +108,9 @@ class KnownEvents(Mapping[str, KnownEvent]):
     def load(cls, *paths: Path | str) -> KnownEvents:
         """Load YAML files, or every ``*.yml``/``*.yaml`` file of directories, in name order."""
         registry = cls()
-        for path in map(Path, paths):
-            files = (
-                sorted(p for p in path.rglob("*") if p.suffix in (".yml", ".yaml"))
-                if path.is_dir()
-                else [path]
-            )
-            for file in files:
-                for event in _read(file):
-                    registry.add(event)
+        for file in definition_files(paths):
+            for event in _read(file):
+                registry.add(event)
         return registry
 
     def __getitem__(self, name: str) -> KnownEvent:
@@ -132,6 +127,17 @@ class KnownEvents(Mapping[str, KnownEvent]):
 
     def categories(self) -> list[str]:
         return sorted({e.category for e in self._events.values()})
+
+
+def definition_files(paths: Iterable[Path | str]) -> list[Path]:
+    """Files as given, and every ``*.yml``/``*.yaml`` below directories, in name order."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix in (".yml", ".yaml"))
+        else:
+            files.append(path)
+    return files
 
 
 def _read(file: Path) -> list[KnownEvent]:
