@@ -43,21 +43,32 @@ class BufferStats:
 
 
 def merge(ops: Iterable[Op]) -> list[Op]:
-    """Fold operations on the same key into one: fewer commands, same result."""
-    pfadds: dict[str, tuple[set[str], float | None]] = {}
+    """Fold operations on the same key into one: fewer commands, same result.
+
+    This runs on the writer thread for every queued operation, so it is kept tight.
+    """
+    values_of: dict[str, set[str]] = {}
+    pf_ttl: dict[str, float | None] = {}
     incrs: dict[str, tuple[int, float | None]] = {}
     hincrs: dict[tuple[str, str], int] = {}
     for op in ops:
-        if isinstance(op, PfAdd):
-            values, ttl = pfadds.get(op.key, (set(), None))
-            values.update(op.values)
-            pfadds[op.key] = (values, _later(ttl, op.ttl))
-        elif isinstance(op, Incr):
+        if type(op) is PfAdd:
+            key = op.key
+            values = values_of.get(key)
+            if values is None:
+                values_of[key] = set(op.values)
+                pf_ttl[key] = op.ttl
+            else:
+                values.update(op.values)
+                if op.ttl is not None:
+                    pf_ttl[key] = _later(pf_ttl[key], op.ttl)
+        elif type(op) is Incr:
             amount, ttl = incrs.get(op.key, (0, None))
             incrs[op.key] = (amount + op.amount, _later(ttl, op.ttl))
         else:
+            assert isinstance(op, HIncr)
             hincrs[(op.key, op.field)] = hincrs.get((op.key, op.field), 0) + op.amount
-    merged: list[Op] = [PfAdd(k, tuple(v), ttl) for k, (v, ttl) in pfadds.items()]
+    merged: list[Op] = [PfAdd(k, tuple(v), pf_ttl[k]) for k, v in values_of.items()]
     merged += [Incr(k, amount, ttl) for k, (amount, ttl) in incrs.items()]
     merged += [HIncr(k, f, amount) for (k, f), amount in hincrs.items()]
     return merged
