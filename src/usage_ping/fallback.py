@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import IntEnum
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ __all__ = [
     "QUERIES_MODE",
     "Fallback",
     "call_safely",
+    "collecting",
     "logger",
     "report",
     "swallow",
@@ -69,8 +71,29 @@ def _remove_observer(observer: Observer) -> None:
         _observers.remove(observer)
 
 
+# Per-task collection of swallowed errors (see collecting()): the payload builder uses it to say
+# in `meta` why a metric fell back, although the counter itself already returned -1.
+_collected: ContextVar[list[BaseException] | None] = ContextVar(
+    "usage_ping_collected", default=None
+)
+
+
+@contextmanager
+def collecting() -> Iterator[list[BaseException]]:
+    """Collect what the boundary swallows in this context (this thread or task) into a list."""
+    seen: list[BaseException] = []
+    token = _collected.set(seen)
+    try:
+        yield seen
+    finally:
+        _collected.reset(token)
+
+
 def _record(exc: BaseException, description: str, context: dict[str, Any]) -> bool:
     """Log a swallowed exception; return True when a test asked for it to be re-raised."""
+    collected = _collected.get()
+    if collected is not None:
+        collected.append(exc)
     logger.warning(
         "usage_ping: %s failed: %s: %s",
         description,

@@ -248,10 +248,20 @@ def memoized_bounds() -> Iterator[None]:
         _bounds_cache.reset(token)
 
 
+_key_locks: dict[tuple[str, ...], threading.Lock] = {}
+_key_locks_guard = threading.Lock()
+
+
 def cached_bounds(key: tuple[str, ...], compute: Callable[[], tuple[Any, Any]]) -> tuple[Any, Any]:
+    """The bounds for ``key`` from the run's cache, computed once even by concurrent metrics."""
     cache = _bounds_cache.get()
     if cache is None:
         return compute()
-    if key not in cache:
-        cache[key] = compute()
+    if key in cache:
+        return cache[key]
+    with _key_locks_guard:
+        lock = _key_locks.setdefault(key, threading.Lock())
+    with lock:
+        if key not in cache:
+            cache[key] = compute()
     return cache[key]
