@@ -84,11 +84,10 @@ def set_path(tree: dict[str, Any], key_path: str, value: Any) -> None:
 
 def _short(exc: BaseException) -> str:
     """Class and first line of the message, without SQL or parameters (they may hold data)."""
-    cause = exc
-    message = str(cause).split("\n", 1)[0]
+    message = str(exc).split("\n", 1)[0]
     for marker in ("[SQL:", "[parameters:", "; sql:"):
         message = message.split(marker, 1)[0]
-    return f"{type(cause).__name__}: {message.strip()[:200]}"
+    return f"{type(exc).__name__}: {message.strip()[:200]}"
 
 
 def _resolve(path: str) -> Any:
