@@ -32,3 +32,23 @@ class Versioned:
 
     def value(self) -> str:
         return f"{self.prefix}1.2.3"
+
+
+engine: Any = None
+"""Set by tests whose callable metrics count with the SQL helpers."""
+
+
+def issues_via_helper() -> Any:
+    import usage_ping
+
+    return usage_ping.count(engine, usage_ping_table("issues"))
+
+
+def usage_ping_table(name: str) -> Any:
+    import sqlalchemy as sa
+
+    return sa.Table(name, sa.MetaData(), autoload_with=engine)
+
+
+def flags() -> dict[str, bool]:
+    return {"ldap": True}

@@ -1,5 +1,6 @@
-"""Building the usage ping payload from the metric dictionary."""
+"""The payload: the instance's facts and every metric of the dictionary, built in isolation."""
 
-from usage_ping.payload.builder import MetricOutcome, PayloadBuilder, set_path
+from usage_ping.payload.builder import MetricOutcome, Mode, PayloadBuilder, set_path
+from usage_ping.payload.facts import FACT_KEYS, InstanceFacts
 
-__all__ = ["MetricOutcome", "PayloadBuilder", "set_path"]
+__all__ = ["FACT_KEYS", "InstanceFacts", "MetricOutcome", "Mode", "PayloadBuilder", "set_path"]

@@ -11,6 +11,7 @@ from usage_ping.sql.counters import (
     sum,
 )
 from usage_ping.sql.estimate import estimate_distinct_count, estimate_distinct_sketch
+from usage_ping.sql.mode import non_sql_mode, sql_disabled
 from usage_ping.sql.sketch import HllSketch, hash64
 
 __all__ = [
@@ -27,5 +28,7 @@ __all__ = [
     "estimate_distinct_sketch",
     "hash64",
     "memoized_bounds",
+    "non_sql_mode",
+    "sql_disabled",
     "sum",
 ]

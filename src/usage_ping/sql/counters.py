@@ -22,7 +22,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ColumnElement
 
 from usage_ping.errors import InvalidRelationError
-from usage_ping.fallback import FAILED, Fallback, call_safely, logger
+from usage_ping.fallback import FAILED, QUERIES_MODE, Fallback, call_safely, logger
 from usage_ping.sql.batching import (
     BatchQueryError,
     Progress,
@@ -34,6 +34,7 @@ from usage_ping.sql.batching import (
     run_batches,
 )
 from usage_ping.sql.dialects import Dialect, dialect_for
+from usage_ping.sql.mode import sql_disabled
 from usage_ping.sql.relation import (
     Relation,
     Target,
@@ -394,6 +395,8 @@ def count(
         >>> count(engine, select(Issue).where(Issue.state == "opened"))  # doctest: +SKIP
         1234
     """
+    if sql_disabled():
+        return QUERIES_MODE
     call = prepare(
         "count",
         engine,
@@ -428,6 +431,8 @@ def distinct_count(
         >>> distinct_count(engine, Issue, Issue.author_id)  # doctest: +SKIP
         87
     """
+    if sql_disabled():
+        return QUERIES_MODE
 
     def counted(target: Target) -> ColumnElement[Any]:
         col = resolve_column(target, column)
@@ -469,6 +474,8 @@ def sum(  # the public name follows the guide's counter names
         >>> sum(engine, Issue, Issue.weight)  # doctest: +SKIP
         4410
     """
+    if sql_disabled():
+        return QUERIES_MODE
     holder: list[ColumnElement[Any]] = []
 
     def summed(target: Target) -> ColumnElement[Any]:

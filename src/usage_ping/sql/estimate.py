@@ -26,9 +26,10 @@ from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ColumnElement
 
 from usage_ping.errors import BatchTimeoutError, InvalidRelationError
-from usage_ping.fallback import ESTIMATE_FAILED, FAILED, Fallback, call_safely
+from usage_ping.fallback import ESTIMATE_FAILED, FAILED, QUERIES_MODE, Fallback, call_safely
 from usage_ping.sql.batching import BatchQueryError, counting_connection
 from usage_ping.sql.counters import BatchOptions, Call, prepare
+from usage_ping.sql.mode import sql_disabled
 from usage_ping.sql.relation import Relation, Target, is_integer, resolve_column
 from usage_ping.sql.sketch import DEFAULT_PRECISION, HllSketch, U64Array
 
@@ -237,8 +238,10 @@ def estimate_distinct_sketch(
 
     Sketches of the same database and column type merge with ``|`` (union) and serialize with
     :meth:`HllSketch.to_bytes`, so unions across metrics and time frames need no new queries.
-    Returns a :class:`Fallback` code instead when counting failed.
+    Returns a :class:`Fallback` code instead when counting failed (-3 in the non-SQL mode).
     """
+    if sql_disabled():
+        return QUERIES_MODE
     call, counted = _prepare_estimate(engine, relation, column, use_hll_extension, options)
     return call_safely(
         lambda: _sketch(call, counted, use_hll_extension),
@@ -277,6 +280,8 @@ def estimate_distinct_count(
         >>> estimate_distinct_count(engine, Note, Note.author_id)  # doctest: +SKIP
         18233
     """
+    if sql_disabled():
+        return QUERIES_MODE
     call, counted = _prepare_estimate(engine, relation, column, use_hll_extension, options)
 
     def run() -> int:
