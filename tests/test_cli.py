@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.instance_files import make_instance
 from tests.metrics.files import write_metric
 from usage_ping.cli import main
 
@@ -87,3 +91,135 @@ def test_installed_command_runs(metrics_dir: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("OK: 3 metrics")
+
+
+# -- payload and the switches -------------------------------------------------------------------
+
+
+@pytest.mark.swallows
+def test_payload_prints_json_and_a_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The payload on stdout; failures and the slowest metrics on stderr."""
+    config = make_instance(tmp_path)
+    assert main(["--config", str(config), "payload"]) == 0
+    captured = capsys.readouterr()
+    payload = json.loads(captured.out)
+    assert payload["counts"] == {"issues": 30, "broken": -1}
+    assert payload["version"] == "3.2.1"
+    assert "4 metrics in " in captured.err
+    assert "3 computed, 1 failed" in captured.err
+    assert "FAILED counts.broken: NoSuchTableError: no_such_table" in captured.err
+    assert "slowest:" in captured.err
+
+
+@pytest.mark.swallows
+def test_payload_out_and_preview(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--out writes the file; --preview prints only the document, without the summary."""
+    config = make_instance(tmp_path)
+    out = tmp_path / "payload.json"
+    assert main(["--config", str(config), "payload", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["counts"]["issues"] == 30
+    assert f"payload written to {out}" in capsys.readouterr().err
+    assert main(["--config", str(config), "payload", "--preview"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["settings"] == {"answer": 42}
+    assert captured.err == ""
+
+
+def test_payload_queries_as_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--queries --format yaml: the SQL of each database metric, descriptors for the others."""
+    config = make_instance(tmp_path)
+    assert main(["--config", str(config), "payload", "--queries", "--format", "yaml"]) == 0
+    captured = capsys.readouterr()
+    payload = yaml.safe_load(captured.out)
+    assert payload["counts"]["issues"] == "SELECT count(*) AS count_1 FROM issues"
+    assert payload["usage_activity_by_stage"]["plan"]["issue_authors"] == (
+        "SELECT count(DISTINCT issues.author_id) AS count_1 FROM issues"
+    )
+    assert payload["settings"]["answer"] == {
+        "callable": "tests.payload.targets:constant",
+        "options": {"value": 42},
+    }
+    assert payload["meta"]["mode"] == "queries"
+
+
+def test_payload_non_sql(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--non-sql: database metrics give -3, the rest is computed."""
+    config = make_instance(tmp_path)
+    assert main(["--config", str(config), "payload", "--non-sql", "--preview"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["counts"] == {"issues": -3, "broken": -3}
+    assert payload["settings"] == {"answer": 42}
+
+
+def test_disabled_payload_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Switched off: nothing is printed on stdout, exit 3, and stderr says why."""
+    config = make_instance(tmp_path)
+    assert main(["--config", str(config), "disable"]) == 0
+    assert "enabled     no" in capsys.readouterr().out
+    assert main(["--config", str(config), "payload"]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "usage ping is disabled: nothing built" in captured.err
+
+
+def test_locked_off_cannot_be_enabled_from_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """enable under enabled: false fails with exit 1 and the reason; status says locked."""
+    config = make_instance(tmp_path, extra_config="enabled: false\n")
+    assert main(["--config", str(config), "enable"]) == 1
+    assert "locked off in the configuration" in capsys.readouterr().err
+    assert main(["--config", str(config), "status"]) == 0
+    assert f"enabled     no (locked off in {config})" in capsys.readouterr().out
+    assert main(["--config", str(config), "payload"]) == 3
+    assert f"disabled (locked off in {config})" in capsys.readouterr().err
+
+
+def test_status_and_categories(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """status shows the uuid, the switch and the categories; categories --set changes them."""
+    config = make_instance(tmp_path)
+    assert main(["--config", str(config), "status"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("uuid        ")
+    assert "categories  standard, subscription, operational, optional" in first
+    assert main(["--config", str(config), "categories", "--set", "optional,standard"]) == 0
+    assert "categories  standard, optional" in capsys.readouterr().out
+    assert main(["--config", str(config), "categories", "--set", "standard,bogus"]) == 1
+    assert "unknown data categories bogus" in capsys.readouterr().err
+
+
+def test_a_bad_configuration_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo in the configuration: exit 1 naming the file and the key."""
+    config = tmp_path / "usage-ping.yml"
+    config.write_text("concurency: 2\n")
+    assert main(["--config", str(config), "payload"]) == 1
+    assert "'concurency' was unexpected" in capsys.readouterr().err
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal the build shows a progress bar with the metric count and failures."""
+    config = make_instance(tmp_path)
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "COLUMNS": "100", "TERM": "xterm"}
+    done = subprocess.run(
+        [sys.executable, "-m", "usage_ping.cli", "--config", str(config), "payload"],
+        stdout=subprocess.PIPE, stderr=secondary, env=env, timeout=60, check=True,
+    )  # fmt: skip
+    os.close(secondary)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(primary)
+    text = screen.decode(errors="replace")
+    assert "metrics" in text
+    assert "4/4" in text
+    assert "1 failed" in text
+    assert json.loads(done.stdout)["counts"]["issues"] == 30

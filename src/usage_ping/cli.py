@@ -5,6 +5,14 @@
     field of the first problem.
 ``usage-ping metrics list DIR... [--all] [--format table|json]``
     Key path, data source, time frame, status and data category of each metric.
+``usage-ping [--config FILE] payload [--out FILE] [--preview] [--queries|--non-sql] [--format]``
+    Build the payload with a progress bar and a summary of failures and the slowest metrics;
+    ``--preview`` prints only the document that would be sent; ``--queries`` prints the SQL of
+    every database metric (nothing is run); ``--non-sql`` computes everything but SQL (-3).
+``usage-ping [--config FILE] status | enable | disable | categories [--set LIST]``
+    The instance's uuid and switches; the admin's master switch; the data categories sent.
+
+Exit codes: 0 done, 1 bad input or configuration, 3 usage ping is disabled.
 """
 
 from __future__ import annotations
@@ -12,20 +20,38 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from usage_ping.errors import UsagePingError
 from usage_ping.events.definitions import definition_files
+from usage_ping.instance import UsagePing
 from usage_ping.metrics import MetricDictionary
+from usage_ping.payload import MetricOutcome, Mode
+from usage_ping.payload.serialize import to_json
+from usage_ping.state import CATEGORIES
 
 __all__ = ["main"]
+
+DISABLED = 3
+"""Exit code when usage ping is switched off."""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="usage-ping", description="Usage telemetry for self-managed software."
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="configuration file (default: $USAGE_PING_CONFIG, else ./usage-ping.yml if present)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     metrics = commands.add_parser("metrics", help="work with the metric dictionary")
@@ -36,6 +62,28 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     listing.add_argument("--all", action="store_true", help="include metrics that are not active")
     listing.add_argument("--format", choices=["table", "json"], default="table")
+
+    payload = commands.add_parser("payload", help="build the payload and print it")
+    payload.add_argument("--out", type=Path, metavar="FILE", help="write the payload to FILE")
+    payload.add_argument(
+        "--preview", action="store_true", help="print only what would be sent, no summary"
+    )
+    modes = payload.add_mutually_exclusive_group()
+    modes.add_argument(
+        "--queries", action="store_true", help="print the SQL of database metrics; run nothing"
+    )
+    modes.add_argument(
+        "--non-sql", action="store_true", help="compute everything except SQL (which gives -3)"
+    )
+    payload.add_argument("--format", choices=["json", "yaml"], default="json")
+
+    commands.add_parser("status", help="the instance's uuid, switches and data categories")
+    commands.add_parser("enable", help="turn usage ping on (unless locked off in configuration)")
+    commands.add_parser("disable", help="turn usage ping off: nothing is built or sent")
+    categories = commands.add_parser("categories", help="show or choose the data categories sent")
+    categories.add_argument(
+        "--set", metavar="LIST", help=f"comma-separated, from: {', '.join(CATEGORIES)}"
+    )
     return parser
 
 
@@ -57,15 +105,8 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
             out.write("  ".join("-" * w for w in widths) + "\n")
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the command line; returns the exit code."""
-    stdout = out or sys.stdout
-    args = _parser().parse_args(argv)
-    try:
-        dictionary = _load(args.paths)
-    except UsagePingError as exc:
-        print(f"usage-ping: error: {exc}", file=sys.stderr)
-        return 1
+def _metrics(args: argparse.Namespace, stdout: TextIO) -> int:
+    dictionary = _load(args.paths)
     if args.action == "validate":
         active = len(dictionary.active())
         print(f"OK: {len(dictionary)} metrics ({active} active)", file=stdout)
@@ -83,6 +124,109 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     body = [[m.key_path, m.data_source, m.time_frame, m.status, m.data_category] for m in metrics]
     _table([header, *body], stdout)
     return 0
+
+
+@contextmanager
+def _progress(console: Console, total: int, enabled: bool) -> Iterator[Any]:
+    """A progress bar on the terminal (nothing when stderr is not one); yields the callback."""
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("[bold]metrics"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("metrics", total=total, failed=0)
+        failed = 0
+
+        def advance(outcome: MetricOutcome) -> None:
+            nonlocal failed
+            failed += outcome.failed
+            progress.update(task, advance=1, failed=failed)
+
+        yield advance
+
+
+def _summary(payload: dict[str, Any], console: Console) -> None:
+    meta = payload["meta"]
+    entries = meta["metrics"]
+    failures = [m for m in entries if "error" in m]
+    console.print(
+        f"{len(entries)} metrics in {meta['duration_s']:.1f} s: "
+        f"{len(entries) - len(failures)} computed, {len(failures)} failed",
+    )
+    for entry in failures:
+        console.print(f"  FAILED {entry['key_path']}: {entry['error']}")
+    slowest = sorted(entries, key=lambda m: m["duration_ms"], reverse=True)[:5]
+    if slowest:
+        console.print("slowest:")
+        for entry in slowest:
+            console.print(f"  {entry['duration_ms']:>10.1f} ms  {entry['key_path']}")
+
+
+def _payload(args: argparse.Namespace, ping: UsagePing, stdout: TextIO) -> int:
+    mode: Mode = "queries" if args.queries else "non_sql" if args.non_sql else "values"
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    if mode != "queries" and not ping.enabled:
+        where = f" (locked off in {ping.settings.source})" if ping.settings.locked_off else ""
+        console.print(f"usage-ping: usage ping is disabled{where}: nothing built")
+        return DISABLED
+    total = len(ping.builder(mode).metrics())
+    with _progress(console, total, enabled=mode != "queries") as advance:
+        payload = ping.build(mode, on_outcome=advance)
+    if payload is None:  # switched off while we were starting
+        return DISABLED
+    if args.format == "yaml":
+        text = yaml.safe_dump(payload, sort_keys=False, allow_unicode=True)
+    else:
+        text = to_json(payload, indent=2) + "\n"
+    if args.out is not None:
+        args.out.write_text(text)
+        console.print(f"payload written to {args.out}")
+    else:
+        stdout.write(text)
+    if not args.preview and mode != "queries":
+        _summary(payload, console)
+    return 0
+
+
+def _admin(args: argparse.Namespace, ping: UsagePing, stdout: TextIO) -> int:
+    if args.command == "enable":
+        ping.enable()
+    elif args.command == "disable":
+        ping.disable()
+    elif args.command == "categories" and args.set is not None:
+        ping.state.set_categories(c.strip() for c in args.set.split(",") if c.strip())
+    state = ping.state
+    lock = f" (locked off in {ping.settings.source})" if ping.settings.locked_off else ""
+    rows = [
+        ["uuid", state.uuid],
+        ["enabled", f"{'yes' if state.enabled else 'no'}{lock}"],
+        ["categories", ", ".join(c for c in CATEGORIES if c in state.categories) or "(none)"],
+    ]
+    for name, value in rows:
+        stdout.write(f"{name:<11} {value}\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    stdout = out or sys.stdout
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "metrics":
+            return _metrics(args, stdout)
+        ping = UsagePing.from_config(args.config)
+        if args.command == "payload":
+            return _payload(args, ping, stdout)
+        return _admin(args, ping, stdout)
+    except (UsagePingError, ValueError) as exc:
+        print(f"usage-ping: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
