@@ -44,7 +44,7 @@ from usage_ping import sql
 from usage_ping.events.counter import EventCounter
 from usage_ping.events.plain import HasTotals
 from usage_ping.events.windows import TimeFrame
-from usage_ping.fallback import FAILED, QUERIES_MODE, collecting, logger
+from usage_ping.fallback import FAILED, QUERIES_MODE, Fallback, collecting, logger
 from usage_ping.metrics import (
     CallableInstrumentation,
     DatabaseInstrumentation,
@@ -133,6 +133,15 @@ def _call(target: Any, options: Mapping[str, Any]) -> Any:
     if isinstance(target, type):
         return target(**options).value()
     return target(**options)
+
+
+def _plain(value: Any) -> Any:
+    """Fallback codes as plain ints (they are IntEnums), also inside grouped results."""
+    if isinstance(value, Fallback):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _check_type(metric: MetricDefinition, value: Any) -> None:
@@ -359,7 +368,8 @@ class PayloadBuilder:
                 error = _short(swallowed[0]) if swallowed else None
             except Exception as exc:
                 value, error = FAILED, _short(exc)
-        return MetricOutcome(metric.key_path, value, time.perf_counter() - started, error)
+        duration = time.perf_counter() - started
+        return MetricOutcome(metric.key_path, _plain(value), duration, error)
 
     # -- the whole payload -------------------------------------------------------------------------
 
@@ -412,7 +422,7 @@ class PayloadBuilder:
                         abandoned.add(key)
                         running.pop(key, None)
                         error = _short(MetricTimeoutError(f"over {self.metric_timeout:g} s"))
-                        self._record(results, MetricOutcome(key, FAILED, now - began, error))
+                        self._record(results, MetricOutcome(key, int(FAILED), now - began, error))
                         start_worker()
         return [results[m.key_path] for m in metrics]
 
@@ -451,7 +461,7 @@ class PayloadBuilder:
                 try:
                     top[key] = source()
                 except Exception as exc:
-                    top[key] = FAILED
+                    top[key] = int(FAILED)
                     entry["error"] = _short(exc)
             entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
             meta.append(entry)
