@@ -319,3 +319,14 @@ def test_recorded_at_is_utc_with_milliseconds(tmp_path: Path) -> None:
     payload = PayloadBuilder(MetricDictionary(), facts=FACTS, clock=lambda: moment).build()
     assert payload["recorded_at"] == "2026-11-21T08:30:05.123Z"
     assert datetime.fromisoformat(payload["recorded_at"]).tzinfo == UTC
+
+
+def test_plain_counters_whose_totals_clash_are_refused(tmp_path: Path) -> None:
+    """Prefix wiki + event pages_create and prefix wiki_pages + event create: one name, refused."""
+    store = SQLiteStore(tmp_path / "c.sqlite3")
+    counters = {
+        "wiki": Counter(store, "wiki", ["pages_create"]),
+        "wiki_pages": Counter(store, "wiki_pages", ["create", "delete"]),
+    }
+    with pytest.raises(ValueError, match="'wiki' and 'wiki_pages' both report 'wiki_pages_create'"):
+        PayloadBuilder(MetricDictionary(), counters=counters)

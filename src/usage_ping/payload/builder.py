@@ -178,7 +178,8 @@ class PayloadBuilder:
         clock: the current time (UTC), replaceable in tests.
 
     Raises:
-        ValueError: for a ``concurrency`` below 1, or a metric whose key path is one of the facts.
+        ValueError: for a ``concurrency`` below 1, a metric whose key path is one of the facts,
+            or two plain counters that report the same total name.
 
     Example:
         >>> builder = PayloadBuilder(MetricDictionary.load("config/metrics"), engine=engine)
@@ -218,6 +219,15 @@ class PayloadBuilder:
         self.dialect_name = dialect
         self.on_outcome = on_outcome
         self.clock = clock
+        owner: dict[str, str] = {}
+        for prefix, counter in self.counters.items():
+            for name in counter.metric_names():
+                if name in owner:
+                    raise ValueError(
+                        f"plain counters {owner[name]!r} and {prefix!r} both report {name!r}: "
+                        "rename an event or a prefix so that each total has one owner"
+                    )
+                owner[name] = prefix
         taken = {"meta", "recorded_at", *facts.provided()} if facts else {"meta"}
         for metric in dictionary.values():
             top = metric.key_path.split(".", 1)[0]
