@@ -1,5 +1,7 @@
 """What the library keeps in the host's database: the instance's identity and the admin's switches.
 
+``raw_usage_data`` is the outbox of built payloads (see :mod:`usage_ping.delivery.outbox`).
+
 One row in ``usage_ping_settings``: the instance ``uuid`` (generated once, on first use, and kept
 for good: it is how the central service tells instances apart), whether usage ping is
 ``enabled`` (the admin's master switch) and which data ``categories`` are sent.
@@ -16,8 +18,10 @@ from __future__ import annotations
 import uuid as uuid_module
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.mysql
 
 from usage_ping.errors import UsagePingError
 
@@ -25,13 +29,42 @@ __all__ = [
     "CATEGORIES",
     "InstanceState",
     "SwitchLockedError",
+    "UTCDateTime",
     "metadata",
     "migrate",
+    "outbox_table",
     "settings_table",
 ]
 
 CATEGORIES = ("standard", "subscription", "operational", "optional")
 """The data categories, from the most to the least essential."""
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, stored as naive UTC with microseconds.
+
+    One behaviour on every database: PostgreSQL, MariaDB (whose DATETIME has no zone and, by
+    default, no fractions) and SQLite.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(sa.dialects.mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value} given: use an aware (UTC) datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
 
 metadata = sa.MetaData()
 """Every table the library owns in the host database."""
@@ -43,9 +76,30 @@ settings_table = sa.Table(
     sa.Column("uuid", sa.String(36), nullable=False),
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("categories", sa.String(200), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+_LONG_TEXT = sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql", "mariadb")
+"""Payloads can pass MariaDB's 64 KB TEXT."""
+
+outbox_table = sa.Table(
+    "raw_usage_data",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False, unique=True),
+    sa.Column("payload", _LONG_TEXT, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime()),
+    sa.Column("exported_at", UTCDateTime()),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.String(500)),
+    sa.Column("given_up", sa.Boolean, nullable=False, default=False),
+    sa.Column("usage_data_id", sa.BigInteger),
+    sa.Column("response", _LONG_TEXT),
+    sa.Index("ix_raw_usage_data_pending", "sent_at", "given_up"),
+)
+"""The outbox: every built payload, exactly as sent, kept until delivered and a while after."""
 
 _ROW_ID = 1
 
