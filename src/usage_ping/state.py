@@ -15,6 +15,7 @@ concurrent first uses by several processes agree on one uuid.
 
 from __future__ import annotations
 
+import time
 import uuid as uuid_module
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -110,11 +111,15 @@ class SwitchLockedError(UsagePingError):
 
 def migrate(engine: sa.Engine) -> None:
     """Create the library's tables that do not exist yet (safe to run again, and concurrently)."""
-    try:
-        metadata.create_all(engine, checkfirst=True)
-    except sa.exc.DatabaseError:
-        # Another process created them between the check and the CREATE: check once more.
-        metadata.create_all(engine, checkfirst=True)
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except sa.exc.DatabaseError:
+            # Another process created a table between the check and the CREATE: check again.
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 class InstanceState:
