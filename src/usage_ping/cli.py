@@ -11,8 +11,18 @@
     every database metric (nothing is run); ``--non-sql`` computes everything but SQL (-3).
 ``usage-ping [--config FILE] status | enable | disable | categories [--set LIST]``
     The instance's uuid and switches; the admin's master switch; the data categories sent.
+``usage-ping [--config FILE] submit``
+    Build today's payload (once a day at most) into the outbox and send every pending one (for
+    cron, systemd timers and Kubernetes CronJobs; guarded by the instance lock).
+``usage-ping [--config FILE] export --out FILE``
+    Write the payload to a file for an air-gapped upload, exactly as it would be sent.
+``usage-ping [--config FILE] schedule``
+    The instance's weekly slot, the next run, and a crontab line.
+``usage-ping [--config FILE] report``
+    The DevOps score from the last delivered payload: per feature, leader, instance, percentage.
 
-Exit codes: 0 done, 1 bad input or configuration, 3 usage ping is disabled.
+Exit codes: 0 done, 1 bad input or configuration, 2 sending failed (the payload stays in the
+outbox for the next run), 3 usage ping is disabled, 4 another process is submitting.
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from usage_ping.delivery.schedule import next_run
+from usage_ping.delivery.submit import devops_report
 from usage_ping.errors import UsagePingError
 from usage_ping.events.definitions import definition_files
 from usage_ping.instance import UsagePing
@@ -39,8 +51,12 @@ from usage_ping.state import CATEGORIES
 
 __all__ = ["main"]
 
+SEND_FAILED = 2
+"""Exit code when a payload could not be sent (it stays in the outbox)."""
 DISABLED = 3
 """Exit code when usage ping is switched off."""
+BUSY = 4
+"""Exit code when another process of the instance holds the lock."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     categories.add_argument(
         "--set", metavar="LIST", help=f"comma-separated, from: {', '.join(CATEGORIES)}"
     )
+    commands.add_parser("submit", help="build today's payload and send what is pending")
+    export = commands.add_parser("export", help="write the payload to a file (air-gapped hosts)")
+    export.add_argument("--out", type=Path, metavar="FILE", required=True)
+    commands.add_parser("schedule", help="this instance's weekly slot and next run")
+    commands.add_parser("report", help="the DevOps score from the last delivered payload")
     return parser
 
 
@@ -213,6 +234,51 @@ def _admin(args: argparse.Namespace, ping: UsagePing, stdout: TextIO) -> int:
     return 0
 
 
+def _delivery(args: argparse.Namespace, ping: UsagePing, stdout: TextIO) -> int:
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    if args.command == "submit":
+        result = ping.submit()
+        console.print(f"usage-ping: {result.describe()}")
+        codes = {"disabled": DISABLED, "busy": BUSY, "failed": SEND_FAILED}
+        return codes.get(result.status, 0)
+    if args.command == "export":
+        row = ping.export(args.out)
+        if row is None:
+            console.print("usage-ping: usage ping is disabled: nothing exported")
+            return DISABLED
+        console.print(
+            f"payload recorded at {row.recorded_at:%Y-%m-%d %H:%M:%S} UTC written to {args.out} "
+            f"({len(row.body):,} bytes); upload it on the central service's upload page"
+        )
+        return 0
+    if args.command == "schedule":
+        slot = ping.slot()
+        stdout.write(f"slot        {slot.describe()} (from the instance uuid {ping.state.uuid})\n")
+        stdout.write(f"next run    {next_run(slot, ping.clock()):%Y-%m-%d %H:%M} UTC\n")
+        stdout.write(f"crontab     {slot.cron()} usage-ping submit   # in UTC\n")
+        return 0
+    return _report(ping, stdout)
+
+
+def _report(ping: UsagePing, stdout: TextIO) -> int:
+    row = ping.outbox.last_sent()
+    report = devops_report(row) if row is not None else None
+    if row is None or report is None:
+        stdout.write("no DevOps score yet: no payload has been delivered\n")
+        return 0
+    score = "n/a" if report.score is None else f"{report.score:.1f} %"
+    stdout.write(
+        f"DevOps score {score} (payload recorded at {report.recorded_at:%Y-%m-%d %H:%M} UTC, "
+        f"usage_data_id {report.usage_data_id})\n\n"
+    )
+    rows = [["feature", "leader", "instance", "percentage"]]
+    rows += [
+        [f, f"{lead:g}", f"{mine:g}", f"{pct:.1f} %"] for f, lead, mine, pct in report.features
+    ]
+    _table(rows, stdout)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit code."""
     stdout = out or sys.stdout
@@ -223,6 +289,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         ping = UsagePing.from_config(args.config)
         if args.command == "payload":
             return _payload(args, ping, stdout)
+        if args.command in ("submit", "export", "schedule", "report"):
+            return _delivery(args, ping, stdout)
         return _admin(args, ping, stdout)
     except (UsagePingError, ValueError) as exc:
         print(f"usage-ping: error: {exc}", file=sys.stderr)

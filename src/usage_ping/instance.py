@@ -17,12 +17,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from usage_ping.errors import UsagePingError
 from usage_ping.events.counter import EventCounter
 from usage_ping.events.definitions import KnownEvents
 from usage_ping.events.plain import HasTotals
@@ -32,6 +34,14 @@ from usage_ping.payload import InstanceFacts, MetricOutcome, Mode, PayloadBuilde
 from usage_ping.settings import Settings
 from usage_ping.state import InstanceState
 from usage_ping.store import CounterStore, SQLiteStore
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from usage_ping.delivery.outbox import Outbox, OutboxRow
+    from usage_ping.delivery.schedule import Slot
+    from usage_ping.delivery.submit import SubmitResult
+    from usage_ping.delivery.transport import Transport
 
 __all__ = ["UsagePing", "open_store"]
 
@@ -65,6 +75,7 @@ class UsagePing:
         counters: the host's plain counters by prefix, for ``redis`` metrics.
         active_user_count: the host's count of active users (a number or a callable).
         license: the host's license block (a mapping or a callable), if it has one.
+        clock: the current time (UTC), replaceable in tests.
     """
 
     def __init__(
@@ -76,6 +87,7 @@ class UsagePing:
         counters: Mapping[str, HasTotals] | None = None,
         active_user_count: int | Callable[[], int] | None = None,
         license: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings or Settings()
         self.engine = engine or sa.create_engine(self.settings.database_url)
@@ -83,6 +95,7 @@ class UsagePing:
         self.counters = dict(counters or {})
         self.active_user_count = active_user_count
         self.license = license
+        self.clock = clock
         self.state = InstanceState(self.engine, locked_off=self.settings.locked_off)
         self._switch: tuple[float, bool] | None = None
         self._switch_lock = threading.Lock()
@@ -178,6 +191,7 @@ class UsagePing:
             metric_timeout=self.settings.metric_timeout,
             mode=mode,
             on_outcome=on_outcome,
+            clock=self.clock,
         )
 
     def build(
@@ -192,3 +206,84 @@ class UsagePing:
             logger.info("usage ping is disabled (%s): no payload built", why)
             return None
         return self.builder(mode, on_outcome).build()
+
+    # -- delivery ---------------------------------------------------------------------------------
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        """The outbox of built payloads in the host's database."""
+        from usage_ping.delivery.outbox import Outbox
+
+        return Outbox(
+            self.engine, retention=timedelta(days=self.settings.retention_days), clock=self.clock
+        )
+
+    def transport(self) -> Transport:
+        """A transport to the configured central service (``collector_url``)."""
+        from usage_ping.delivery.transport import Transport
+
+        if not self.settings.collector_url:
+            raise UsagePingError(
+                f"no collector_url in {self.settings.source}: set the central service's URL, "
+                "or use usage-ping export for an air-gapped instance"
+            )
+        return Transport(self.settings.collector_url, max_attempts=self.settings.send_attempts)
+
+    def submit(self, transport: Transport | None = None) -> SubmitResult:
+        """Build today's payload (once a day at most) and send every pending one.
+
+        See :func:`usage_ping.delivery.submit.submit`; errors of building raise.
+        """
+        from usage_ping.delivery.submit import submit
+
+        return submit(self, transport)
+
+    def export(self, out: Path) -> OutboxRow | None:
+        """Write the payload to ``out`` for an air-gapped upload (None when disabled)."""
+        from usage_ping.delivery.submit import export
+
+        return export(self, out)
+
+    def slot(self) -> Slot:
+        """This instance's weekly slot, derived from its uuid."""
+        from usage_ping.delivery.schedule import weekly_slot
+
+        return weekly_slot(self.state.uuid)
+
+    def start_scheduler(self, *, splay_seconds: float = 60.0) -> BackgroundScheduler:
+        """Run :meth:`submit` in this process at the instance's weekly slot (one call to start).
+
+        A background APScheduler job fires at the slot plus up to ``splay_seconds`` of random
+        delay; the instance lock keeps other processes of the instance from submitting too, and
+        errors are logged, never raised into the host. Stop it with ``.shutdown()``.
+        """
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.cron import CronTrigger
+
+        slot = self.slot()
+        trigger = CronTrigger(
+            day_of_week=slot.weekday,
+            hour=slot.hour,
+            minute=slot.minute,
+            timezone=UTC,
+            jitter=int(splay_seconds) or None,
+        )
+        scheduler = BackgroundScheduler(timezone=UTC, daemon=True)
+        scheduler.add_job(
+            self._scheduled_submit,
+            trigger,
+            id="usage_ping_submit",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=6 * 24 * 3600,
+        )
+        scheduler.start()
+        return scheduler
+
+    def _scheduled_submit(self) -> None:
+        try:
+            result = self.submit()
+        except Exception as exc:
+            logger.warning("scheduled usage ping submission failed: %s", exc)
+            return
+        logger.info("scheduled usage ping submission: %s", result.describe())

@@ -13,6 +13,9 @@ Example ``usage-ping.yml`` (every key shown with its default)::
     hostname: null                     # null: this machine's fully qualified name
     concurrency: 2                     # metrics computed at once
     metric_timeout: 60                 # seconds one metric may take
+    collector_url: null                # the central service, e.g. https://usage.example.com
+    send_attempts: 5                   # HTTP attempts per payload and run
+    retention_days: 90                 # outbox rows are pruned after this
 
 Relative paths (metrics, events, SQLite files) are relative to the configuration file. Each key can
 be overridden by an environment variable ``USAGE_PING_<KEY>`` (``USAGE_PING_DATABASE_URL``...);
@@ -55,6 +58,9 @@ _SCHEMA: dict[str, Any] = {
         "hostname": {"type": ["string", "null"]},
         "concurrency": {"type": "integer", "minimum": 1},
         "metric_timeout": {"type": "number", "exclusiveMinimum": 0},
+        "collector_url": {"type": ["string", "null"], "pattern": "^https?://"},
+        "send_attempts": {"type": "integer", "minimum": 1},
+        "retention_days": {"type": "integer", "minimum": 1},
     },
 }
 
@@ -78,6 +84,9 @@ class Settings:
     hostname: str | None = None
     concurrency: int = 2
     metric_timeout: float = 60.0
+    collector_url: str | None = None
+    send_attempts: int = 5
+    retention_days: int = 90
     source: str = "<defaults>"
     """Where the settings came from (for messages)."""
 
@@ -158,7 +167,7 @@ def _overrides(env: Mapping[str, str]) -> dict[str, Any]:
             continue
         if key in ("metrics", "events"):
             found[key] = [p.strip() for p in raw.split(",") if p.strip()]
-        elif key in ("enabled", "concurrency", "metric_timeout"):
+        elif key in ("enabled", "concurrency", "metric_timeout", "send_attempts", "retention_days"):
             try:
                 found[key] = yaml.safe_load(raw)
             except yaml.YAMLError:
