@@ -204,9 +204,14 @@ def test_parallel_connections_give_exact_results(
         nonlocal in_use
         in_use -= 1
 
-    # Tiny target_time keeps batches at the floor; a slow progress callback keeps the first
-    # connection from finishing everything before the others have connected.
-    slow = lambda covered, total: time.sleep(0.005)  # noqa: E731
+    # Tiny target_time keeps batches at the floor; a progress callback that waits (up to 2 s)
+    # for the third connection keeps the first from finishing everything before the others have
+    # connected, however slowly the server accepts connections.
+    def slow(covered: int, total: int) -> None:
+        deadline = time.monotonic() + 2
+        while most < 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+
     assert (
         usage_ping.count(engine, t, batch_size=1_000, parallel=3, target_time=1e-6, progress=slow)
         == 20_000
