@@ -20,6 +20,8 @@
     The instance's weekly slot, the next run, and a crontab line.
 ``usage-ping [--config FILE] report``
     The DevOps score from the last delivered payload: per feature, leader, instance, percentage.
+``usage-ping serve [--service-config FILE] [--host H] [--port P] [--workers N]``
+    Run the central service (uvicorn).
 
 Exit codes: 0 done, 1 bad input or configuration, 2 sending failed (the payload stays in the
 outbox for the next run), 3 usage ping is disabled, 4 another process is submitting.
@@ -105,6 +107,16 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, metavar="FILE", required=True)
     commands.add_parser("schedule", help="this instance's weekly slot and next run")
     commands.add_parser("report", help="the DevOps score from the last delivered payload")
+    serve = commands.add_parser("serve", help="run the central service (uvicorn)")
+    serve.add_argument(
+        "--service-config",
+        type=Path,
+        metavar="FILE",
+        help="the service's YAML configuration (default: built-in defaults)",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
     return parser
 
 
@@ -279,6 +291,30 @@ def _report(ping: UsagePing, stdout: TextIO) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from usage_ping.collector.app import SERVICE_CONFIG_ENV
+    from usage_ping.collector.settings import ServiceSettings
+
+    if args.service_config is not None:
+        ServiceSettings.load(
+            args.service_config
+        )  # fail here, with the file and key, not in a worker
+        os.environ[SERVICE_CONFIG_ENV] = str(args.service_config.resolve())
+    uvicorn.run(
+        "usage_ping.collector.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit code."""
     stdout = out or sys.stdout
@@ -286,6 +322,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         if args.command == "metrics":
             return _metrics(args, stdout)
+        if args.command == "serve":
+            return _serve(args)
         ping = UsagePing.from_config(args.config)
         if args.command == "payload":
             return _payload(args, ping, stdout)

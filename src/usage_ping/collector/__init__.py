@@ -1,0 +1,1 @@
+"""The central service ("versions app"): receives pings, stores them, scores each instance."""

@@ -1,0 +1,196 @@
+"""Receiving a ping: check it, store it once, flatten it, score it, answer.
+
+A ping is a JSON object that must carry ``uuid``, ``recorded_at`` (ISO 8601 with a zone) and
+``version``; everything else is free-form, so GitLab-shaped payloads are accepted as they are.
+It is stored once per ``(uuid, recorded_at)``: a resend (the instance did not get the first
+answer) gets the very same response, ``usage_data_id`` included, and stores nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from usage_ping.collector.flatten import flatten, meta_rows
+from usage_ping.collector.score import Leaders, conv_index, instance_values
+from usage_ping.collector.settings import ScoreCard
+from usage_ping.collector.storage import instances, metric_meta, ping_metrics, pings
+from usage_ping.delivery.outbox import parse_recorded_at
+from usage_ping.payload.serialize import to_json
+
+__all__ = ["Ingestor", "InvalidPingError", "Stored"]
+
+
+class InvalidPingError(ValueError):
+    """The document is not a ping; the message says which field is wrong."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The outcome: the response to send and whether this request stored a new ping."""
+
+    response: dict[str, Any]
+    created: bool
+    ping_id: int
+
+
+def _text(document: dict[str, Any], key: str, limit: int) -> str | None:
+    value = document.get(key)
+    if value is None:
+        return None
+    return str(value)[:limit]
+
+
+def _bounded(value: int | None) -> int | None:
+    return value if value is not None and abs(value) < 2**62 else None
+
+
+def check(document: Any) -> tuple[str, datetime]:
+    """The ping's identity; raises InvalidPingError naming the field."""
+    if not isinstance(document, dict):
+        raise InvalidPingError(f"a ping is a JSON object, not {type(document).__name__}")
+    uuid = document.get("uuid")
+    if not isinstance(uuid, str) or not 0 < len(uuid.strip()) <= 64:
+        raise InvalidPingError("uuid: required, a string of 1 to 64 characters")
+    version = document.get("version")
+    if not isinstance(version, str) or not version.strip():
+        raise InvalidPingError("version: required, a non-empty string")
+    recorded_at = document.get("recorded_at")
+    if not isinstance(recorded_at, str):
+        raise InvalidPingError("recorded_at: required, an ISO 8601 date and time with a zone")
+    try:
+        moment = parse_recorded_at(recorded_at)
+    except ValueError as exc:
+        raise InvalidPingError(f"recorded_at: {exc}") from None
+    return uuid.strip(), moment
+
+
+class Ingestor:
+    """Stores pings in the service's database and scores them."""
+
+    def __init__(self, engine: sa.Engine, card: ScoreCard) -> None:
+        self.engine = engine
+        self.card = card
+        self.leaders = Leaders(card)
+
+    def _existing(self, conn: sa.Connection, uuid: str, recorded_at: datetime) -> Stored | None:
+        found = conn.execute(
+            sa.select(pings.c.id, pings.c.response).where(
+                pings.c.uuid == uuid, pings.c.recorded_at == recorded_at
+            )
+        ).first()
+        if found is None:
+            return None
+        return Stored(json.loads(found.response or "{}"), created=False, ping_id=found.id)
+
+    def ingest(self, document: Any, *, source: str = "http") -> Stored:
+        """Store the ping (once) and return the response; raises InvalidPingError for bad input."""
+        uuid, recorded_at = check(document)
+        with self.engine.connect() as conn:
+            existing = self._existing(conn, uuid, recorded_at)
+        if existing is not None:
+            return existing
+        try:
+            return self._store(document, uuid, recorded_at, source)
+        except sa.exc.IntegrityError:
+            # The same ping arrived twice at once: the other request stored it.
+            with self.engine.connect() as conn:
+                existing = self._existing(conn, uuid, recorded_at)
+            if existing is None:
+                raise
+            return existing
+
+    def _store(
+        self, document: dict[str, Any], uuid: str, recorded_at: datetime, source: str
+    ) -> Stored:
+        now = datetime.now(UTC)
+        flat = flatten(document)
+        users = document.get("active_user_count")
+        active_users = users if isinstance(users, int) and not isinstance(users, bool) else None
+        with self.engine.begin() as conn:
+            leaders = self.leaders.get(conn, now)
+            ping_id = conn.execute(
+                pings.insert().values(
+                    uuid=uuid,
+                    recorded_at=recorded_at,
+                    received_at=now,
+                    source=source,
+                    hostname=_text(document, "hostname", 255),
+                    version=_text(document, "version", 64),
+                    edition=_text(document, "edition", 32),
+                    installation_type=_text(document, "installation_type", 64),
+                    active_user_count=active_users
+                    if active_users is None or abs(active_users) < 2**62
+                    else None,
+                    payload=to_json(document),
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            if flat:
+                conn.execute(
+                    ping_metrics.insert(),
+                    [{"ping_id": ping_id, "key_path": k, "value": v} for k, v in flat.items()],
+                )
+            meta = meta_rows(document)
+            if meta:
+                conn.execute(
+                    metric_meta.insert(),
+                    [
+                        {"ping_id": ping_id, "key_path": k, "duration_ms": d, "error": e}
+                        for k, (d, e) in meta.items()
+                    ],
+                )
+            values = instance_values(flat, self.card)
+            response = {"conv_index": conv_index(int(ping_id), values, leaders)}
+            score = response["conv_index"]["score"]
+            conn.execute(
+                pings.update()
+                .where(pings.c.id == ping_id)
+                .values(response=to_json(response), score=score)
+            )
+            self._upsert_instance(
+                conn, document, uuid, int(ping_id), recorded_at=recorded_at, now=now
+            )
+        return Stored(response, created=True, ping_id=int(ping_id))
+
+    @staticmethod
+    def _upsert_instance(
+        conn: sa.Connection,
+        document: dict[str, Any],
+        uuid: str,
+        ping_id: int,
+        *,
+        recorded_at: datetime,
+        now: datetime,
+    ) -> None:
+        facts = {
+            "hostname": _text(document, "hostname", 255),
+            "version": _text(document, "version", 64),
+            "edition": _text(document, "edition", 32),
+            "installation_type": _text(document, "installation_type", 64),
+        }
+        current = conn.execute(
+            sa.select(instances.c.last_ping_id, pings.c.recorded_at)
+            .select_from(instances)
+            .outerjoin(pings, pings.c.id == instances.c.last_ping_id)
+            .where(instances.c.uuid == uuid)
+        ).first()
+        if current is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        instances.insert().values(
+                            uuid=uuid, first_seen=now, last_seen=now, last_ping_id=ping_id, **facts
+                        )
+                    )
+                return
+            except sa.exc.IntegrityError:
+                pass  # another ping of this instance made the row meanwhile: update it
+        newer = current is None or current.recorded_at is None or recorded_at >= current.recorded_at
+        values: dict[str, Any] = {"last_seen": now}
+        if newer:  # an old ping sent late does not replace the latest facts
+            values.update(last_ping_id=ping_id, **facts)
+        conn.execute(instances.update().where(instances.c.uuid == uuid).values(**values))

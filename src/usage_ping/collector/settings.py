@@ -1,0 +1,127 @@
+"""The central service's configuration: one YAML file (``--config``), every key optional.
+
+Example (the defaults)::
+
+    database_url: sqlite:///usage_ping_service.sqlite3   # PostgreSQL in production
+    max_body_bytes: 10485760          # larger pings get 413 (measured after gunzip too)
+    ingest_per_minute: 120            # pings, errors and metadata per client address and minute
+    score:
+      features:                       # feature -> key path of its 28-day count
+        issues: counts_monthly.issues
+        ...
+      active_users: active_user_count # the key path the counts are divided by
+      leader_percentile: 90
+      leader_window_days: 35          # instances that pinged in this window make the leaders
+      min_instances: 10               # fewer: the default leaders below are used
+      default_leaders: {issues: 10.0, ...}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from usage_ping.settings import ConfigError
+
+__all__ = ["DEFAULT_FEATURES", "ScoreCard", "ServiceSettings"]
+
+DEFAULT_FEATURES: dict[str, str] = {
+    "issues": "counts_monthly.issues",
+    "notes": "counts_monthly.notes",
+    "milestones": "counts_monthly.milestones",
+    "boards": "counts_monthly.boards",
+    "merge_requests": "counts_monthly.merge_requests",
+    "ci_pipelines": "counts_monthly.ci_pipelines",
+    "environments": "counts_monthly.environments",
+    "deployments": "counts_monthly.deployments",
+    "projects_prometheus_active": "counts_monthly.projects_prometheus_active",
+    "service_desk_issues": "counts_monthly.service_desk_issues",
+}
+"""The default score card: each feature's 28-day count (per active user) in the payload."""
+
+DEFAULT_LEADERS: dict[str, float] = {
+    "issues": 4.0,
+    "notes": 30.0,
+    "milestones": 0.3,
+    "boards": 0.2,
+    "merge_requests": 3.0,
+    "ci_pipelines": 20.0,
+    "environments": 0.3,
+    "deployments": 5.0,
+    "projects_prometheus_active": 0.05,
+    "service_desk_issues": 0.5,
+}
+"""Leaders (28-day count per active user) used while too few instances report."""
+
+
+@dataclass(frozen=True)
+class ScoreCard:
+    """How the DevOps score is computed (see :mod:`usage_ping.collector.score`)."""
+
+    features: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_FEATURES))
+    active_users: str = "active_user_count"
+    leader_percentile: float = 90.0
+    leader_window_days: int = 35
+    min_instances: int = 10
+    default_leaders: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_LEADERS))
+
+
+_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "database_url": {"type": "string", "minLength": 1},
+        "max_body_bytes": {"type": "integer", "minimum": 1024},
+        "ingest_per_minute": {"type": "integer", "minimum": 1},
+        "secret_key": {"type": "string", "minLength": 16},
+        "operators": {"type": "object", "additionalProperties": {"type": "string"}},
+        "score": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "features": {"type": "object", "additionalProperties": {"type": "string"}},
+                "active_users": {"type": "string"},
+                "leader_percentile": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+                "leader_window_days": {"type": "integer", "minimum": 1},
+                "min_instances": {"type": "integer", "minimum": 1},
+                "default_leaders": {"type": "object", "additionalProperties": {"type": "number"}},
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """The central service's configuration."""
+
+    database_url: str = "sqlite:///usage_ping_service.sqlite3"
+    max_body_bytes: int = 10 * 1024 * 1024
+    ingest_per_minute: int = 120
+    secret_key: str | None = None
+    operators: Mapping[str, str] = field(default_factory=dict)
+    """Operator name -> password hash (``usage-ping service hash-password``)."""
+    score: ScoreCard = field(default_factory=ScoreCard)
+
+    @classmethod
+    def load(cls, path: Path | str) -> ServiceSettings:
+        """Read a YAML configuration; errors name the file and the key."""
+        file = Path(path)
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        errors = list(jsonschema.Draft202012Validator(_SCHEMA).iter_errors(data))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].absolute_path) or "(the file)"
+            raise ConfigError(f"{file}: {where}: {errors[0].message}")
+        score = ScoreCard(**data.pop("score", {}))
+        settings = cls(score=score)
+        return replace(settings, **data)

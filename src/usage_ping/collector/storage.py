@@ -1,0 +1,124 @@
+"""The central service's tables, and the Alembic migrations that create them.
+
+``pings`` holds each distinct ping (unique on uuid + recorded_at) with its raw payload and the
+response it got; ``ping_metrics`` the same ping flattened to ``(ping, key_path, value)`` rows for
+analytics; ``metric_meta`` each metric's duration and error from the ping's ``meta`` block;
+``instances`` the latest facts per instance; ``ping_errors`` and ``ping_metadata`` what instances
+report besides their pings. The schema is created and upgraded by Alembic
+(:func:`migrate`); PostgreSQL in production, SQLite as the embedded default.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import sqlalchemy as sa
+import sqlalchemy.dialects.mysql
+from alembic import command
+from alembic.config import Config
+
+from usage_ping.state import UTCDateTime
+
+__all__ = [
+    "instances",
+    "metadata",
+    "metric_meta",
+    "migrate",
+    "ping_errors",
+    "ping_metadata",
+    "ping_metrics",
+    "pings",
+]
+
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_LONG_TEXT = sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql", "mariadb")
+
+metadata = sa.MetaData()
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("uuid", sa.String(64), primary_key=True),
+    sa.Column("first_seen", UTCDateTime(), nullable=False),
+    sa.Column("last_seen", UTCDateTime(), nullable=False),
+    sa.Column("last_ping_id", _ID),
+    sa.Column("hostname", sa.String(255)),
+    sa.Column("version", sa.String(64)),
+    sa.Column("edition", sa.String(32)),
+    sa.Column("installation_type", sa.String(64)),
+    sa.Index("ix_instances_last_seen", "last_seen"),
+)
+
+pings = sa.Table(
+    "pings",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(64), nullable=False),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("hostname", sa.String(255)),
+    sa.Column("version", sa.String(64)),
+    sa.Column("edition", sa.String(32)),
+    sa.Column("installation_type", sa.String(64)),
+    sa.Column("active_user_count", sa.BigInteger),
+    sa.Column("score", sa.Float),
+    sa.Column("payload", _LONG_TEXT, nullable=False),
+    sa.Column("response", sa.Text),
+    sa.UniqueConstraint("uuid", "recorded_at", name="uq_pings_uuid_recorded_at"),
+    sa.Index("ix_pings_received_at", "received_at"),
+    sa.Index("ix_pings_recorded_at", "recorded_at"),
+)
+
+ping_metrics = sa.Table(
+    "ping_metrics",
+    metadata,
+    sa.Column("ping_id", _ID, sa.ForeignKey("pings.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key_path", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Index("ix_ping_metrics_key_path", "key_path", "ping_id"),
+)
+
+metric_meta = sa.Table(
+    "metric_meta",
+    metadata,
+    sa.Column("ping_id", _ID, sa.ForeignKey("pings.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key_path", sa.String(255), primary_key=True),
+    sa.Column("duration_ms", sa.Float),
+    sa.Column("error", sa.String(300)),
+)
+
+ping_errors = sa.Table(
+    "ping_errors",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(64)),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Index("ix_ping_errors_uuid", "uuid"),
+)
+
+ping_metadata = sa.Table(
+    "ping_metadata",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(64)),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("body", _LONG_TEXT, nullable=False),
+    sa.Index("ix_ping_metadata_uuid", "uuid"),
+)
+
+
+def alembic_config(engine: sa.Engine) -> Config:
+    """An Alembic configuration for the service's migrations (shipped in the package)."""
+    config = Config()
+    location = resources.files("usage_ping.collector").joinpath("migrations")
+    config.set_main_option("script_location", str(location))
+    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: sa.Engine, revision: str = "head") -> None:
+    """Upgrade the service's database to ``revision`` (creating it on first use)."""
+    command.upgrade(alembic_config(engine), revision)

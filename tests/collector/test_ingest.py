@@ -1,0 +1,179 @@
+"""POST /usage_data and friends on PostgreSQL and SQLite: stored once, flattened, scored."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
+
+from tests.collector.conftest import ping
+from usage_ping.collector.app import create_app
+from usage_ping.collector.settings import ServiceSettings
+from usage_ping.collector.storage import metadata
+
+pytestmark = pytest.mark.dialects("postgresql", "sqlite")
+
+
+def _count(engine: sa.Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def test_a_ping_is_stored_once_and_a_resend_gets_the_same_answer(
+    client: TestClient, engine: sa.Engine
+) -> None:
+    """201 with conv_index; the same (uuid, recorded_at) again: 200, same body, nothing new."""
+    first = client.post("/usage_data", json=ping())
+    assert first.status_code == 201
+    block = first.json()["conv_index"]
+    assert block["usage_data_id"] >= 1
+    again = client.post("/usage_data", json=ping(counts={"issues": 1}))
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    assert _count(engine, "pings") == 1
+    other = client.post("/usage_data", json=ping(days_ago=7))
+    assert other.status_code == 201
+    assert other.json()["conv_index"]["usage_data_id"] != block["usage_data_id"]
+    assert _count(engine, "pings") == 2
+
+
+def test_the_ping_is_flattened_and_its_meta_kept(client: TestClient, engine: sa.Engine) -> None:
+    """Numbers and booleans become rows by key path; strings stay in the raw payload only."""
+    client.post("/usage_data", json=ping())
+    with engine.connect() as conn:
+        rows: dict[str, float] = {
+            r.key_path: r.value
+            for r in conn.execute(sa.text("SELECT key_path, value FROM ping_metrics"))
+        }
+        meta = {r.key_path: (r.duration_ms, r.error)
+                for r in conn.execute(sa.text("SELECT * FROM metric_meta"))}  # fmt: skip
+        raw = conn.execute(sa.text("SELECT payload, source, version FROM pings")).one()
+    assert rows["counts.issues"] == 1200
+    assert rows["counts_monthly.deployments"] == -1
+    assert rows["settings.ldap_enabled"] == 1
+    assert rows["license.trial"] == 0
+    assert rows["active_user_count"] == 10
+    assert "settings.operating_system" not in rows
+    assert not any(k.startswith("meta") for k in rows)
+    assert meta["counts_monthly.deployments"] == (60000.0, "MetricTimeoutError: over 60 s")
+    assert meta["counts.issues"] == (120.5, None)
+    assert json.loads(raw.payload) == ping()
+    assert (raw.source, raw.version) == ("http", "16.2.0")
+
+
+def test_gzip_bodies_are_accepted(client: TestClient) -> None:
+    """Content-Encoding: gzip is decoded."""
+    body = gzip.compress(json.dumps(ping()).encode())
+    response = client.post(
+        "/usage_data",
+        content=body,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "message"),
+    [
+        (b"{not json", {}, 400, "not JSON"),
+        (b"[1, 2]", {}, 422, "a ping is a JSON object"),
+        (json.dumps({"uuid": "u", "version": "1"}).encode(), {}, 422, "recorded_at: required"),
+        (json.dumps({"recorded_at": "2026-11-21T00:00:00Z", "version": "1"}).encode(), {}, 422,
+         "uuid: required"),
+        (json.dumps({"uuid": "u", "recorded_at": "2026-11-21T00:00:00Z"}).encode(), {}, 422,
+         "version: required"),
+        (json.dumps({"uuid": "u", "version": "1", "recorded_at": "yesterday"}).encode(), {}, 422,
+         "recorded_at: Invalid isoformat"),
+        (json.dumps({"uuid": "u", "version": "1", "recorded_at": "2026-11-21T00:00:00"}).encode(),
+         {}, 422, "has no time zone"),
+        (b"{}", {"Content-Encoding": "br"}, 415, "unsupported Content-Encoding br"),
+        (b"not gzip at all", {"Content-Encoding": "gzip"}, 400, "not valid gzip"),
+    ],
+)  # fmt: skip
+def test_bad_pings_are_refused_with_the_reason(
+    client: TestClient, body: bytes, headers: dict[str, str], status: int, message: str
+) -> None:
+    """Each kind of bad input gets its status and a message naming the problem."""
+    response = client.post(
+        "/usage_data", content=body, headers={"Content-Type": "application/json", **headers}
+    )
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+def test_bodies_over_the_limit_get_413(engine: sa.Engine) -> None:
+    """Too large as sent, or too large once decompressed (a gzip bomb): 413."""
+    settings = ServiceSettings(max_body_bytes=50_000)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        big = ping(counts={f"m{i}": i for i in range(5000)})
+        assert client.post("/usage_data", json=big).status_code == 413
+        bomb = gzip.compress(b'{"uuid": "' + b" " * 10_000_000 + b'"}')
+        assert len(bomb) < 50_000
+        response = client.post(
+            "/usage_data",
+            content=bomb,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        assert response.status_code == 413
+
+
+def test_ingest_is_rate_limited_per_address(engine: sa.Engine) -> None:
+    """Past the per-minute budget: 429 with Retry-After."""
+    with TestClient(create_app(ServiceSettings(ingest_per_minute=3), engine=engine)) as client:
+        codes = [client.post("/usage_data", json=ping(days_ago=i)).status_code for i in range(4)]
+        assert codes == [201, 201, 201, 429]
+        refused = client.post("/usage_data", json=ping(days_ago=9))
+        assert int(refused.headers["Retry-After"]) >= 1
+
+
+def test_errors_and_metadata_are_stored(client: TestClient, engine: sa.Engine) -> None:
+    """The side endpoints store what they get, with the instance's uuid."""
+    error = {"error": {"uuid": "instance-1", "message": "HTTP 503", "attempts": 5}}
+    assert client.post("/usage_ping_errors", json=error).status_code == 201
+    meta = {"metadata": {"uuid": "instance-1", "metrics": [{"key_path": "a", "duration_ms": 1}]}}
+    assert client.post("/usage_ping_metadata", json=meta).status_code == 201
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT uuid, body FROM ping_errors")).one()
+        assert stored.uuid == "instance-1"
+        assert json.loads(stored.body) == error
+        assert conn.execute(sa.text("SELECT uuid FROM ping_metadata")).scalar_one() == "instance-1"
+
+
+def test_the_upload_page_and_endpoint(client: TestClient, engine: sa.Engine) -> None:
+    """An exported file uploaded by hand is stored like a sent ping (source upload)."""
+    page = client.get("/upload")
+    assert page.status_code == 200
+    assert 'type="file"' in page.text
+    exported = json.dumps(ping(), separators=(",", ":")).encode()
+    response = client.post(
+        "/upload", files={"file": ("payload.json", exported, "application/json")}
+    )
+    assert response.status_code == 201
+    assert response.json()["conv_index"]["usage_data_id"] >= 1
+    again = client.post("/upload", files={"file": ("payload.json", exported, "application/json")})
+    assert again.status_code == 200
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT source FROM pings")).scalar_one() == "upload"
+    bad = client.post("/upload", files={"file": ("x.json", b"<html>", "text/html")})
+    assert bad.status_code == 400
+
+
+def test_health_and_openapi(client: TestClient) -> None:
+    """/health checks the database; the OpenAPI document lists the endpoints."""
+    assert client.get("/health").json() == {"status": "ok"}
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/usage_data", "/usage_ping_errors", "/usage_ping_metadata", "/upload"} <= set(paths)
+
+
+def test_migrations_match_the_tables(engine: sa.Engine, client: TestClient) -> None:
+    """Alembic's schema (created by create_app) is exactly the one the code declares."""
+    with engine.connect() as conn:
+        diff: list[Any] = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+    create_app(ServiceSettings(), engine=engine)  # migrating again is a no-op
