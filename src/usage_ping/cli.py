@@ -284,8 +284,14 @@ def _report(ping: UsagePing, stdout: TextIO) -> int:
         f"usage_data_id {report.usage_data_id})\n\n"
     )
     rows = [["feature", "leader", "instance", "percentage"]]
+
+    def shown(value: float | None, unit: str = "") -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:.1f} %" if unit else f"{value:g}"
+
     rows += [
-        [f, f"{lead:g}", f"{mine:g}", f"{pct:.1f} %"] for f, lead, mine, pct in report.features
+        [f, shown(lead), shown(mine), shown(pct, "%")] for f, lead, mine, pct in report.features
     ]
     _table(rows, stdout)
     return 0

@@ -175,8 +175,9 @@ class DevOpsReport:
     recorded_at: datetime
     usage_data_id: int | None
     score: float | None
-    features: list[tuple[str, float, float, float]]
-    """(feature, leader, instance, percentage) per score feature."""
+    features: list[tuple[str, float | None, float | None, float | None]]
+    """(feature, leader, instance, percentage) per score feature; None where the instance did not
+    report the feature (it is then left out of the score)."""
 
 
 def devops_report(row: OutboxRow) -> DevOpsReport | None:
@@ -184,23 +185,20 @@ def devops_report(row: OutboxRow) -> DevOpsReport | None:
     block: Any = (row.response or {}).get("conv_index")
     if not isinstance(block, dict):
         return None
+
+    def number(value: Any) -> float | None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if ok else None
+
     features = []
     for key in sorted(block):
         if not key.startswith("percentage_"):
             continue
         name = key.removeprefix("percentage_")
-        try:
-            features.append(
-                (
-                    name,
-                    float(block.get(f"leader_{name}", 0.0)),
-                    float(block.get(f"instance_{name}", 0.0)),
-                    float(block[key]),
-                )
-            )
-        except (TypeError, ValueError):
-            continue
+        leader = number(block.get(f"leader_{name}"))
+        features.append((name, leader, number(block.get(f"instance_{name}")), number(block[key])))
     score = block.get("score")
     if not isinstance(score, int | float):
-        score = sum(f[3] for f in features) / len(features) if features else None
+        known = [f[3] for f in features if f[3] is not None]
+        score = sum(known) / len(known) if known else None
     return DevOpsReport(row.recorded_at, row.usage_data_id, score, features)
