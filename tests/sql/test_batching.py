@@ -80,3 +80,45 @@ def test_size_never_drops_below_the_floor(durations: list[float]) -> None:
         ranges.observe(ranges.size, seconds)
         ranges.shrink(ranges.size // 2)
         assert ranges.size >= 1_000
+
+
+def test_a_cost_per_query_grows_the_batches_instead_of_shrinking_them() -> None:
+    """When every batch takes 0.2 s whatever its width, batches grow rather than hit the floor.
+
+    This is the plan of a distinct count over a time window: each range of the counted column is
+    read through the time column's index, so a narrower range saves nothing.
+    """
+    ranges = _Ranges(_plan())
+    sizes = []
+    for _ in range(12):
+        ranges.observe(ranges.size, 0.2)
+        sizes.append(ranges.size)
+    assert sizes[0] == 2_500  # the first slow batch shrinks by its rate, as before
+    assert sizes[1] == 5_000  # a 4x narrower batch was no faster: grow instead
+    assert sizes[-1] == 2_500 * 2**11
+    # Before, the size fell to the floor and stayed there: 12 queries would have covered
+    # 12,000 ids instead of about 10 million.
+
+
+def test_per_query_mode_holds_near_the_timeout_and_ends_on_a_timeout() -> None:
+    """Batches stop growing past a quarter of the timeout; a timeout returns to rate sizing."""
+    ranges = _Ranges(_plan())
+    ranges.observe(10_000, 0.4)
+    ranges.observe(ranges.size, 0.4)  # 1,250 ids, just as slow: cost per query
+    assert ranges.size == 1_250  # 0.4 s is over timeout / 4: hold
+    ranges.shrink(600)
+    ranges.observe(600, 0.01)
+    assert ranges.size == 1_200  # plain doubling by rate again
+
+
+def test_a_cost_that_follows_the_width_again_leaves_per_query_mode() -> None:
+    """Once a wider batch is proportionally slower, sizing goes back to the rate."""
+    ranges = _Ranges(_plan())
+    ranges.observe(10_000, 0.2)
+    ranges.observe(2_500, 0.2)
+    assert ranges.size == 5_000
+    ranges.observe(5_000, 0.2)
+    ranges.observe(10_000, 0.2)
+    assert ranges.size == 20_000
+    ranges.observe(20_000, 0.4)  # twice the width, twice the time: rate-bound now
+    assert ranges.size == 2_500  # 20,000 * 0.05 / 0.4

@@ -79,6 +79,8 @@ class _Ranges:
         self._cursor = plan.low
         self.size = plan.size
         self.stopped = False
+        self._last: tuple[int, float] | None = None
+        self._per_query = False
 
     def next(self) -> tuple[int, int] | None:
         with self._lock:
@@ -91,17 +93,40 @@ class _Ranges:
 
     def observe(self, width: int, seconds: float) -> None:
         aim = self._plan.target_time / 2
-        proposed = width * aim / max(seconds, 1e-6)
-        # Growth is cautious (at most double: the next range may be denser). A batch over
-        # target_time shrinks the next one straight to the size its rate implies; one merely
-        # over the aim shrinks by at most half.
-        lowest = 0.0 if seconds > self._plan.target_time else width / 2
         with self._lock:
+            last, self._last = self._last, (width, seconds)
+            if last is not None:
+                self._per_query = self._costs_per_query(last, (width, seconds), aim)
+            if self._per_query:
+                # The time does not follow the width (the plan reads about the same rows for any
+                # range, e.g. through an index on a filter column): smaller batches only multiply
+                # the queries. Grow while a query stays well inside its timeout; hold otherwise.
+                grow = seconds < self._plan.timeout / 4
+                self.size = max(self._plan.floor, width * 2 if grow else width)
+                return
+            proposed = width * aim / max(seconds, 1e-6)
+            # Growth is cautious (at most double: the next range may be denser). A batch over
+            # target_time shrinks the next one straight to the size its rate implies; one merely
+            # over the aim shrinks by at most half.
+            lowest = 0.0 if seconds > self._plan.target_time else width / 2
             self.size = max(self._plan.floor, int(min(max(proposed, lowest), width * 2)))
+
+    def _costs_per_query(
+        self, before: tuple[int, float], now: tuple[int, float], aim: float
+    ) -> bool:
+        """Whether the cost is per query rather than per id, judged from two batches."""
+        (w0, s0), (w1, s1) = before, now
+        if w1 <= w0 * 0.6 and s1 >= s0 * 0.7 and s1 > aim:
+            return True  # a much narrower range was not faster
+        if w1 >= w0 * 1.6 and s1 >= s0 * 1.4:
+            return False  # a much wider range was slower: the cost follows the width again
+        return self._per_query
 
     def shrink(self, width: int) -> None:
         with self._lock:
             self.size = max(self._plan.floor, min(self.size, width))
+            self._per_query = False  # a timeout: back to sizing by rate
+            self._last = None
 
     def stop(self) -> None:
         with self._lock:
