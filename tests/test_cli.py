@@ -223,3 +223,20 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert "4/4" in text
     assert "1 failed" in text
     assert json.loads(done.stdout)["counts"]["issues"] == 30
+
+
+def test_service_hash_password(capsys: pytest.CaptureFixture[str]) -> None:
+    """The operator's password, asked twice, becomes a verifiable scrypt hash."""
+    from usage_ping.cli import _hash_password
+    from usage_ping.collector.auth import verify_password
+
+    out = io.StringIO()
+    answers = iter(["correct horse battery", "correct horse battery"])
+    assert _hash_password(out, ask=lambda _: next(answers)) == 0
+    stored = out.getvalue().strip()
+    assert stored.startswith("scrypt$")
+    assert verify_password("correct horse battery", stored)
+    differ = iter(["correct horse battery", "correct horse batterY"])
+    assert _hash_password(io.StringIO(), ask=lambda _: next(differ)) == 1
+    assert "differ" in capsys.readouterr().err
+    assert _hash_password(io.StringIO(), ask=lambda _: "short") == 1

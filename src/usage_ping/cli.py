@@ -22,6 +22,8 @@
     The DevOps score from the last delivered payload: per feature, leader, instance, percentage.
 ``usage-ping serve [--service-config FILE] [--host H] [--port P] [--workers N]``
     Run the central service (uvicorn).
+``usage-ping service hash-password``
+    Ask for an operator's password twice and print its hash for the service's ``operators:``.
 
 Exit codes: 0 done, 1 bad input or configuration, 2 sending failed (the payload stays in the
 outbox for the next run), 3 usage ping is disabled, 4 another process is submitting.
@@ -117,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    service = commands.add_parser("service", help="central service administration")
+    service_actions = service.add_subparsers(dest="action", required=True, metavar="ACTION")
+    service_actions.add_parser("hash-password", help="hash an operator's password")
     return parser
 
 
@@ -297,6 +302,25 @@ def _report(ping: UsagePing, stdout: TextIO) -> int:
     return 0
 
 
+def _hash_password(stdout: TextIO, ask: Any = None) -> int:
+    import getpass
+
+    from usage_ping.collector.auth import hash_password
+
+    ask = ask or getpass.getpass
+    password = ask("operator password: ")
+    if len(password) < 12:
+        print("usage-ping: error: use at least 12 characters", file=sys.stderr)
+        return 1
+    if ask("again: ") != password:
+        print("usage-ping: error: the two passwords differ", file=sys.stderr)
+        return 1
+    stdout.write(hash_password(password) + "\n")
+    print("add it under operators: in the service configuration, e.g.", file=sys.stderr)
+    print("  operators: {alice: <the hash above>}", file=sys.stderr)
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import os
 
@@ -325,11 +349,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit code."""
     stdout = out or sys.stdout
     args = _parser().parse_args(argv)
+    standalone = {
+        "metrics": lambda: _metrics(args, stdout),
+        "serve": lambda: _serve(args),
+        "service": lambda: _hash_password(stdout),
+    }
     try:
-        if args.command == "metrics":
-            return _metrics(args, stdout)
-        if args.command == "serve":
-            return _serve(args)
+        if args.command in standalone:
+            return standalone[args.command]()
         ping = UsagePing.from_config(args.config)
         if args.command == "payload":
             return _payload(args, ping, stdout)

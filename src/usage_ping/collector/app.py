@@ -28,6 +28,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from usage_ping import __version__
+from usage_ping.collector.api import api_router
+from usage_ping.collector.dashboards import mount_dashboards
 from usage_ping.collector.ingest import Ingestor, InvalidPingError
 from usage_ping.collector.settings import ServiceSettings
 from usage_ping.collector.storage import migrate, ping_errors, ping_metadata
@@ -38,6 +40,10 @@ __all__ = ["SERVICE_CONFIG_ENV", "RateLimiter", "app_from_env", "create_app"]
 
 class BodyTooLargeError(Exception):
     """The request body is over the limit (before or after decompression)."""
+
+
+class NotJSONError(Exception):
+    """The body could not be parsed as JSON."""
 
 
 class RateLimiter:
@@ -137,10 +143,12 @@ def create_app(
 
     async def document(request: Request) -> Any:
         raw = await _read_body(request, settings.max_body_bytes)
-        body = _decode(
-            raw, request.headers.get("content-encoding", "").lower(), settings.max_body_bytes
-        )
-        return json.loads(body)
+        encoding = request.headers.get("content-encoding", "").lower()
+        body = _decode(raw, encoding, settings.max_body_bytes)
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError) as exc:  # not JSON, nested too deep, huge numbers
+            raise NotJSONError from exc
 
     async def guarded(request: Request, handle: Callable[[Any], Awaitable[Response]]) -> Response:
         refused = limited(request)
@@ -150,8 +158,8 @@ def create_app(
             parsed = await document(request)
         except BodyTooLargeError:
             return _error(413, f"the body is over {settings.max_body_bytes} bytes")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "the body is not JSON")
+        except NotJSONError:
+            return _error(400, "the body is not JSON (or nested too deeply)")
         except zlib.error:
             return _error(400, "the body is not valid gzip")
         except ValueError as exc:
@@ -179,6 +187,8 @@ def create_app(
                     return _error(422, "expected a JSON object")
                 inner = parsed.get(key, parsed)
                 uuid = inner.get("uuid") if isinstance(inner, dict) else None
+                if uuid is not None:
+                    uuid = str(uuid).replace("\x00", "")
 
                 def store() -> None:
                     with engine.begin() as conn:
@@ -226,7 +236,7 @@ def create_app(
             return _error(413, f"the file is over {settings.max_body_bytes} bytes")
         try:
             parsed = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, nested too deep, huge numbers
             return _error(400, "the file is not JSON (upload the file usage-ping export wrote)")
         return await run_in_threadpool(ping_response, parsed, "upload")
 
@@ -236,6 +246,8 @@ def create_app(
             conn.execute(sa.text("SELECT 1"))
         return {"status": "ok"}
 
+    app.include_router(api_router(engine, settings))
+    mount_dashboards(app, settings, engine)
     return app
 
 

@@ -39,7 +39,7 @@ def flatten(payload: Any) -> dict[str, float]:
     rows: dict[str, float] = {}
     body = {k: v for k, v in payload.items() if k != "meta"}
     for path, value in _walk(body, "", 0):
-        if 0 < len(path) <= MAX_KEY_PATH:
+        if 0 < len(path) <= MAX_KEY_PATH and "\x00" not in path:
             rows[path] = value
     return rows
 
@@ -55,7 +55,7 @@ def meta_rows(payload: Any) -> dict[str, tuple[float | None, str | None]]:
         if not isinstance(entry, dict):
             continue
         key = entry.get("key_path")
-        if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_PATH:
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_PATH or "\x00" in key:
             continue
         duration = entry.get("duration_ms")
         error = entry.get("error")
@@ -66,5 +66,6 @@ def meta_rows(payload: Any) -> dict[str, tuple[float | None, str | None]]:
             and math.isfinite(float(duration))
             else None
         )
-        rows[key] = (ms, str(error)[:300] if error is not None else None)
+        text = str(error).replace("\x00", "")[:300] if error is not None else None
+        rows[key] = (ms, text)
     return rows

@@ -42,7 +42,7 @@ def _text(document: dict[str, Any], key: str, limit: int) -> str | None:
     value = document.get(key)
     if value is None:
         return None
-    return str(value)[:limit]
+    return str(value).replace("\x00", "")[:limit]
 
 
 def _bounded(value: int | None) -> int | None:
@@ -54,17 +54,17 @@ def check(document: Any) -> tuple[str, datetime]:
     if not isinstance(document, dict):
         raise InvalidPingError(f"a ping is a JSON object, not {type(document).__name__}")
     uuid = document.get("uuid")
-    if not isinstance(uuid, str) or not 0 < len(uuid.strip()) <= 64:
-        raise InvalidPingError("uuid: required, a string of 1 to 64 characters")
+    if not isinstance(uuid, str) or not 0 < len(uuid.strip()) <= 64 or "\x00" in uuid:
+        raise InvalidPingError("uuid: required, a string of 1 to 64 characters (no NUL)")
     version = document.get("version")
-    if not isinstance(version, str) or not version.strip():
-        raise InvalidPingError("version: required, a non-empty string")
+    if not isinstance(version, str) or not version.strip() or "\x00" in version:
+        raise InvalidPingError("version: required, a non-empty string (no NUL)")
     recorded_at = document.get("recorded_at")
     if not isinstance(recorded_at, str):
         raise InvalidPingError("recorded_at: required, an ISO 8601 date and time with a zone")
     try:
         moment = parse_recorded_at(recorded_at)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # Overflow: a time at the calendar's ends
         raise InvalidPingError(f"recorded_at: {exc}") from None
     return uuid.strip(), moment
 

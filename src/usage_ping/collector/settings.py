@@ -5,6 +5,9 @@ Example (the defaults)::
     database_url: sqlite:///usage_ping_service.sqlite3   # PostgreSQL in production
     max_body_bytes: 10485760          # larger pings get 413 (measured after gunzip too)
     ingest_per_minute: 120            # pings, errors and metadata per client address and minute
+    secret_key: null                  # signs operator sessions (set it, or sessions end on restart)
+    operators: {}                     # name -> hash from `usage-ping service hash-password`
+    api_tokens: []                    # SHA-256 hex digests of the BI API's bearer tokens
     score:
       features:                       # feature -> key path of its 28-day count
         issues: counts_monthly.issues
@@ -80,6 +83,10 @@ _SCHEMA: dict[str, Any] = {
         "ingest_per_minute": {"type": "integer", "minimum": 1},
         "secret_key": {"type": "string", "minLength": 16},
         "operators": {"type": "object", "additionalProperties": {"type": "string"}},
+        "api_tokens": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+        },
         "score": {
             "type": "object",
             "additionalProperties": False,
@@ -106,6 +113,8 @@ class ServiceSettings:
     secret_key: str | None = None
     operators: Mapping[str, str] = field(default_factory=dict)
     """Operator name -> password hash (``usage-ping service hash-password``)."""
+    api_tokens: tuple[str, ...] = ()
+    """SHA-256 hex digests of the tokens the BI API accepts (``hash_token`` in the api module)."""
     score: ScoreCard = field(default_factory=ScoreCard)
 
     @classmethod
@@ -123,5 +132,7 @@ class ServiceSettings:
             where = "/".join(str(p) for p in errors[0].absolute_path) or "(the file)"
             raise ConfigError(f"{file}: {where}: {errors[0].message}")
         score = ScoreCard(**data.pop("score", {}))
+        if "api_tokens" in data:
+            data["api_tokens"] = tuple(data["api_tokens"])
         settings = cls(score=score)
         return replace(settings, **data)

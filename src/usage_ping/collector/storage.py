@@ -76,7 +76,16 @@ ping_metrics = sa.Table(
     sa.Column("ping_id", _ID, sa.ForeignKey("pings.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("key_path", sa.String(255), primary_key=True),
     sa.Column("value", sa.Float, nullable=False),
-    sa.Index("ix_ping_metrics_key_path", "key_path", "ping_id"),
+    # Covering: trends and distributions of one key path read the index alone.
+    sa.Index("ix_ping_metrics_key_path", "key_path", "ping_id", "value"),
+    # Metric QA: the few rows that hold a fallback code (-1, -2, -3).
+    sa.Index(
+        "ix_ping_metrics_failed",
+        "ping_id",
+        "key_path",
+        postgresql_where=sa.text("value IN (-1, -2, -3)"),
+        sqlite_where=sa.text("value IN (-1, -2, -3)"),
+    ),
 )
 
 metric_meta = sa.Table(
@@ -86,6 +95,13 @@ metric_meta = sa.Table(
     sa.Column("key_path", sa.String(255), primary_key=True),
     sa.Column("duration_ms", sa.Float),
     sa.Column("error", sa.String(300)),
+    sa.Index(
+        "ix_metric_meta_errors",
+        "key_path",
+        "ping_id",
+        postgresql_where=sa.text("error IS NOT NULL"),
+        sqlite_where=sa.text("error IS NOT NULL"),
+    ),
 )
 
 ping_errors = sa.Table(
