@@ -7,26 +7,38 @@ one schema per scale (``s1m``, ``s10m``). Rows are dated over the 90 days before
 order as a host's rows would be; author and project ids are skewed (a few heavy users and
 projects); every table has indexes on ``created_at`` and on its foreign-key columns.
 
-About 120 metric definitions (count, distinct_count, sum and estimate_distinct_count; with and
-without filters; time frames all, 28d and 7d) are written as YAML files into a temporary directory
-and loaded with ``MetricDictionary.load``. Measured side by side in one run:
+116 metric definitions (count, distinct_count, sum and estimate_distinct_count; with and without
+equality filters; time frames all, 28d and 7d; key paths under counts, counts_monthly,
+counts_weekly, usage_activity_by_stage and usage_activity_by_stage_monthly) are written as YAML
+files into a temporary directory and loaded with ``MetricDictionary.load``. Measured side by side
+in one run:
 
-1. the whole payload's wall time per scale, with ``concurrency=1`` and ``concurrency=2``;
-2. how it grows with the rows (10M over 1M against the 10x row ratio), per operation and frame;
+1. the whole payload's wall time per scale, with ``concurrency=1`` and ``concurrency=2``, on the
+   engine a host would create (``defaults``, the headline) and on the same engine without
+   server-side prepared statements (``no-prepare``, which isolates the cause of the slow metrics);
+2. how the time grows with the rows (10M over 1M against the 10x row ratio), per operation and
+   time frame;
 3. the slowest metrics at the largest scale, each against one plain SQL statement;
-4. the same metrics as one plain statement each (parallel workers off), as a baseline and to
-   check every value (exact counters equal, estimates within a tolerance);
-5. the plans of the slowest metrics' queries (each metric rerun alone, EXPLAIN ANALYZE).
+4. every value against one plain statement per metric (exact counters equal, estimates within
+   a tolerance), and every failed metric (-1 or an error);
+5. what the library ran (batches, bounds queries, cancelled statements);
+6. the slowest metrics rerun alone, their slowest batch explained as planned for its values and
+   as a generic plan.
+
+A metric given up at ``metric_timeout`` goes on counting after ``outcomes()`` returns (the builder
+cannot stop it); the benchmark terminates those queries before the next run, so that each run
+starts on an idle server, and reports how many there were.
 
 Data are kept in the database ``usage_ping_payload_bench`` between runs and reused when a
-schema's marker (generator version, rows) and row counts match; ``--rebuild`` regenerates them.
-The payload's day is the day the data were generated (the builder's ``clock``), so that 7d and 28d
-windows hold the same rows whenever the benchmark is rerun.
+schema's marker (generator version, rows), indexes and row counts match; ``--rebuild``
+regenerates them (about 75 s for 10M rows). The payload's day is the day the data were generated
+(the builder's ``clock``), so that 7d and 28d windows hold the same rows whenever it is rerun.
 
 Usage::
 
-    python benchmarks/payload.py                        # 1M and 10M rows, 3 runs each
-    python benchmarks/payload.py --scales 100k --runs 1 # a smoke run in about a minute
+    python benchmarks/payload.py                        # 1M and 10M rows: the results file
+    python benchmarks/payload.py --scales 100k --runs 1 # a smoke run in well under a minute
+    python benchmarks/payload.py --engines defaults     # without the no-prepare comparison
     python benchmarks/payload.py --rebuild              # regenerate the host database first
 """
 
@@ -52,6 +64,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import yaml
+from psycopg import sql as pgsql
 from sqlalchemy import event
 
 import usage_ping
@@ -245,7 +258,11 @@ def table_defs(rows: Mapping[str, int], anchor: dt.datetime) -> list[TableDef]:
                 ("project_id", "bigint", project),
                 ("title", "text", "'Milestone ' || g"),
                 ("state", "text", pick({"active": 70, "closed": 30}, "text")),
-                ("due_date", "date", maybe_null(0.3, f"date '{anchor.date()}' + mod(g, 120)::integer - 60")),
+                (
+                    "due_date",
+                    "date",
+                    maybe_null(0.3, f"date '{anchor.date()}' + mod(g, 120)::integer - 60"),
+                ),
             ],
             ["project_id"],
         ),
@@ -407,6 +424,10 @@ def table_defs(rows: Mapping[str, int], anchor: dt.datetime) -> list[TableDef]:
     ]
 
 
+def index_names(definition: TableDef) -> list[str]:
+    return [f"{definition.name}_pkey"] + [f"{definition.name}_{c}_idx" for c in definition.indexes]
+
+
 def marker(rows: int) -> str:
     return f"usage_ping payload bench generator v{GENERATOR_VERSION} rows={rows}"
 
@@ -453,10 +474,11 @@ def existing_schema(conn: sa.Connection, rows: int) -> HostSchema | None:
     expected = table_rows(rows)
     for definition in table_defs(expected, anchor):
         indexes = conn.execute(
-            sa.text("SELECT count(*) FROM pg_indexes WHERE schemaname = :s AND tablename = :t"),
+            sa.text("SELECT indexname FROM pg_indexes WHERE schemaname = :s AND tablename = :t"),
             {"s": schema, "t": definition.name},
-        ).scalar()
-        if indexes != len(definition.indexes) + 1:
+        ).scalars()
+        # Extra indexes (added by hand to try something) are kept; missing ones rebuild.
+        if not set(index_names(definition)) <= set(indexes):
             return None
         found = conn.exec_driver_sql(f"SELECT count(*) FROM {schema}.{definition.name}").scalar()
         if found != expected[definition.name]:
@@ -869,11 +891,13 @@ class QueryStats:
 
 
 class QueryLog:
-    """Times every statement on ``engine`` (from any thread) while recording is on."""
+    """Times every statement on the attached engines (from any thread) while recording is on."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stats: QueryStats | None = None
+
+    def attach(self, engine: sa.Engine) -> None:
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
         event.listen(engine, "handle_error", self._error)
@@ -1031,6 +1055,39 @@ class ActivityMonitor:
 # -- measurements ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Variant:
+    """How the benchmark creates the library's engine."""
+
+    key: str
+    label: str
+    note: str
+    connect_args: Mapping[str, Any]
+
+
+VARIANTS = {
+    "defaults": Variant(
+        "defaults",
+        "defaults",
+        "the engine as the host creates it: create_engine(url, pool_size=n)",
+        {},
+    ),
+    "no-prepare": Variant(
+        "no-prepare",
+        "no prepare",
+        "the same engine with connect_args={'prepare_threshold': None}: psycopg never prepares "
+        "a statement server-side, so PostgreSQL plans every batch for its own values (a "
+        "host-side workaround, measured to isolate the cause of table 3's slow metrics)",
+        {"prepare_threshold": None},
+    ),
+}
+APP_NAME = "usage_ping_payload_bench"
+"""application_name of the library's connections, to find the work of abandoned metrics."""
+PROFILE_TIMEOUT = 60.0
+REPEAT_LIMIT = 300.0
+"""A configuration whose first run took longer is not repeated (its figure is one run)."""
+
+
 def is_failure(outcome: MetricOutcome) -> bool:
     value = outcome.value
     if outcome.error is not None or isinstance(value, bool):
@@ -1040,11 +1097,15 @@ def is_failure(outcome: MetricOutcome) -> bool:
 
 @dataclass
 class PayloadRun:
+    variant: str
     concurrency: int
     seconds: float
     outcomes: list[MetricOutcome]
     stats: QueryStats
     logged: dict[str, int]
+    abandoned: int = 0
+    """Metrics the builder gave up on (metric_timeout) whose threads were still counting."""
+    cleanup_seconds: float = 0.0
 
     @property
     def failures(self) -> list[MetricOutcome]:
@@ -1065,30 +1126,27 @@ class ScaleResult:
     runs: list[PayloadRun] = field(default_factory=list)
     plain: dict[str, PlainResult] = field(default_factory=dict)
 
-    def at(self, concurrency: int) -> list[PayloadRun]:
-        return [r for r in self.runs if r.concurrency == concurrency]
+    def at(self, variant: str, concurrency: int) -> list[PayloadRun]:
+        return [r for r in self.runs if r.variant == variant and r.concurrency == concurrency]
 
-    def median(self, concurrency: int) -> float:
-        return statistics.median(r.seconds for r in self.at(concurrency))
+    def median(self, variant: str, concurrency: int) -> float:
+        return statistics.median(r.seconds for r in self.at(variant, concurrency))
 
-    def durations(self, concurrency: int) -> dict[str, float]:
-        """Each metric's median duration (seconds) over the runs at ``concurrency``."""
+    def durations(self, variant: str, concurrency: int) -> dict[str, float]:
+        """Each metric's median duration (seconds) over the runs of a configuration."""
         found: dict[str, list[float]] = {}
-        for run in self.at(concurrency):
+        for run in self.at(variant, concurrency):
             for outcome in run.outcomes:
                 found.setdefault(outcome.key_path, []).append(outcome.duration)
         return {key: statistics.median(values) for key, values in found.items()}
 
-    def values(self) -> dict[str, Any]:
-        return {o.key_path: o.value for o in self.runs[0].outcomes}
-
-    def unstable(self) -> list[str]:
-        """Key paths whose value differed between runs."""
-        seen: dict[str, set[Any]] = {}
+    def outcomes(self, variant: str) -> dict[str, list[MetricOutcome]]:
+        found: dict[str, list[MetricOutcome]] = {}
         for run in self.runs:
-            for outcome in run.outcomes:
-                seen.setdefault(outcome.key_path, set()).add(outcome.value)
-        return sorted(key for key, values in seen.items() if len(values) > 1)
+            if run.variant == variant:
+                for outcome in run.outcomes:
+                    found.setdefault(outcome.key_path, []).append(outcome)
+        return found
 
 
 def pool_size(concurrencies: Sequence[int]) -> int:
@@ -1097,30 +1155,158 @@ def pool_size(concurrencies: Sequence[int]) -> int:
     return max(concurrencies) * PARALLEL + 1
 
 
-def build_payload(
-    dictionary: MetricDictionary,
-    engine: sa.Engine,
-    concurrency: int,
-    host: HostSchema,
-    *,
-    queries: QueryLog,
-    library: LibraryLog,
-    keep: bool = False,
-) -> PayloadRun:
-    # The payload's day is the day the data were generated: windows hold the same rows on reruns.
-    builder = PayloadBuilder(
-        dictionary,
-        engine=engine,
-        concurrency=concurrency,
-        metric_timeout=METRIC_TIMEOUT,
-        clock=lambda: host.anchor,
-    )
-    library.take()
-    with queries.recording(keep=keep) as stats:
-        started = time.perf_counter()
-        outcomes = builder.outcomes()
-        seconds = time.perf_counter() - started
-    return PayloadRun(concurrency, seconds, outcomes, stats, library.take())
+def library_threads() -> list[threading.Thread]:
+    current = threading.current_thread()
+    return [
+        t for t in threading.enumerate() if t.name.startswith("usage_ping-") and t is not current
+    ]
+
+
+def stop_abandoned(setup: sa.Engine) -> float:
+    """End the work of metrics the builder gave up on; the seconds it took.
+
+    ``metric_timeout`` makes the builder return -1 for a metric, but the metric's thread keeps
+    counting (with its pool connections). The benchmark terminates those backends so that the
+    next run starts on an idle server; the counter then fails and its thread ends.
+    """
+    started = time.perf_counter()
+    while threads := library_threads():
+        with setup.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = :app AND state <> 'idle' "
+                    "AND pid <> pg_backend_pid()"
+                ),
+                {"app": APP_NAME},
+            ).all()
+        for thread in threads:
+            thread.join(timeout=0.2)
+    return time.perf_counter() - started
+
+
+@dataclass
+class Bench:
+    setup: sa.Engine
+    plain: sa.Engine
+    engines: dict[str, sa.Engine]
+    queries: QueryLog
+    library: LibraryLog
+
+    def payload(
+        self,
+        dictionary: MetricDictionary,
+        variant: str,
+        concurrency: int,
+        host: HostSchema,
+        *,
+        keep: bool = False,
+        metric_timeout: float = METRIC_TIMEOUT,
+    ) -> PayloadRun:
+        # The payload's day is the day the data were generated: windows hold the same rows on
+        # every rerun.
+        builder = PayloadBuilder(
+            dictionary,
+            engine=self.engines[variant],
+            concurrency=concurrency,
+            metric_timeout=metric_timeout,
+            clock=lambda: host.anchor,
+        )
+        self.library.take()
+        with self.queries.recording(keep=keep) as stats:
+            started = time.perf_counter()
+            outcomes = builder.outcomes()
+            seconds = time.perf_counter() - started
+        logged = self.library.take()
+        abandoned = sum(1 for o in outcomes if o.error and "MetricTimeoutError" in o.error)
+        cleanup = stop_abandoned(self.setup)
+        self.library.take()  # what the terminated leftovers logged belongs to no run
+        return PayloadRun(
+            variant, concurrency, seconds, outcomes, stats, logged, abandoned, cleanup
+        )
+
+    def run_plain(self, host: HostSchema) -> dict[str, PlainResult]:
+        """Each metric as one plain statement, one after another, parallel workers, JIT off."""
+        results: dict[str, PlainResult] = {}
+        with self.plain.connect() as conn:
+            conn.exec_driver_sql("SET max_parallel_workers_per_gather = 0")
+            conn.exec_driver_sql("SET jit = off")
+            meta = sa.MetaData(schema=host.schema)
+            tables = {name: sa.Table(name, meta, autoload_with=conn) for name in host.tables}
+            for metric in METRICS:
+                query = plain_query(metric, tables[metric.table], host.anchor.date())
+                started = time.perf_counter()
+                try:
+                    raw = conn.execute(query).scalar()
+                except sa.exc.DBAPIError as exc:
+                    error = str(exc.orig).strip().split("\n", 1)[0]
+                    seconds = time.perf_counter() - started
+                    results[metric.key_path] = PlainResult(seconds, None, error)
+                    conn.rollback()
+                    continue
+                seconds = time.perf_counter() - started
+                value = 0 if raw is None else raw
+                results[metric.key_path] = PlainResult(
+                    seconds, int(value) if value == int(value) else float(value)
+                )
+            conn.rollback()
+        return results
+
+    def profile(self, key_path: str, dictionary: MetricDictionary, host: HostSchema) -> Profile:
+        """Rerun one metric alone (defaults, concurrency=1) and explain its queries."""
+        alone = MetricDictionary([dictionary[key_path]])
+        run = self.payload(alone, "defaults", 1, host, keep=True, metric_timeout=PROFILE_TIMEOUT)
+        (outcome,) = run.outcomes
+        found = Profile(key_path, run.seconds, run.stats, is_failure(outcome))
+        bounds, batch = run.stats.slowest_bounds, slowest_completed(run.stats)
+        if bounds is not None:
+            found.bounds = self.explain(bounds, generic=False)
+        if batch is not None:
+            found.batch = batch
+            found.custom = self.explain(batch, generic=False)
+            found.generic = self.explain(batch, generic=True)
+        return found
+
+    def explain(self, statement: Statement, *, generic: bool) -> list[str]:
+        """EXPLAIN ANALYZE under the counters' session settings (no parallel workers, no JIT).
+
+        generic=False plans the statement for its values (what a statement sent with its
+        parameters gets); generic=True prepares it and forces the generic plan (what a
+        statement prepared by the driver gets once PostgreSQL prefers the generic plan).
+        """
+        with self.setup.connect() as conn:
+            conn.exec_driver_sql("SET max_parallel_workers_per_gather = 0")
+            conn.exec_driver_sql("SET jit = off")
+            try:
+                if not generic:
+                    rows = conn.exec_driver_sql(
+                        f"EXPLAIN (ANALYZE, BUFFERS) {statement.sql}", statement.params
+                    ).all()
+                else:
+                    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement.sql)))
+                    sql = re.sub(
+                        r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", statement.sql
+                    )
+                    raw: Any = conn.connection.driver_connection
+                    values = [
+                        pgsql.Literal(statement.params[n]).as_string(raw).replace("%", "%%")
+                        for n in names
+                    ]
+                    conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+                    conn.exec_driver_sql(f"PREPARE bench_q AS {sql.replace('%', '%%')}")
+                    rows = conn.exec_driver_sql(
+                        f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_q({', '.join(values)})"
+                    ).all()
+                    conn.exec_driver_sql("DEALLOCATE bench_q")
+            except sa.exc.DBAPIError as exc:
+                return [f"EXPLAIN failed: {str(exc.orig).strip()}"]
+        return [str(row[0]) for row in rows]
+
+
+def slowest_completed(stats: QueryStats) -> Statement | None:
+    """The slowest batch that was not cancelled (its plan is the one worth explaining)."""
+    done = [s for s in stats.kept or [] if s.kind == "batch" and not s.failed]
+    return max(done, key=lambda s: s.seconds, default=None)
 
 
 def plain_query(metric: Metric, table: sa.Table, today: dt.date) -> sa.Select[Any]:
@@ -1143,79 +1329,35 @@ def plain_query(metric: Metric, table: sa.Table, today: dt.date) -> sa.Select[An
     return query
 
 
-def run_plain(plain: sa.Engine, host: HostSchema) -> dict[str, PlainResult]:
-    """Each metric as one plain statement, one after another, parallel workers and JIT off."""
-    metadata_ = sa.MetaData(schema=host.schema)
-    results: dict[str, PlainResult] = {}
-    with plain.connect() as conn:
-        conn.exec_driver_sql("SET max_parallel_workers_per_gather = 0")
-        conn.exec_driver_sql("SET jit = off")
-        tables = {name: sa.Table(name, metadata_, autoload_with=conn) for name in host.tables}
-        for metric in METRICS:
-            query = plain_query(metric, tables[metric.table], host.anchor.date())
-            started = time.perf_counter()
-            try:
-                raw = conn.execute(query).scalar()
-            except sa.exc.DBAPIError as exc:
-                error = str(exc.orig).strip().split("\n", 1)[0]
-                results[metric.key_path] = PlainResult(time.perf_counter() - started, None, error)
-                continue
-            seconds = time.perf_counter() - started
-            value = 0 if raw is None else raw
-            results[metric.key_path] = PlainResult(
-                seconds, int(value) if value == int(value) else float(value)
-            )
-    return results
-
-
 @dataclass
 class Profile:
-    """One metric rerun alone, every statement recorded, the slowest ones explained."""
+    """One metric rerun alone, every statement recorded, its queries explained."""
 
     key_path: str
     seconds: float
     stats: QueryStats
-    plans: list[str]
+    failed: bool
+    batch: Statement | None = None
+    bounds: list[str] = field(default_factory=list)
+    custom: list[str] = field(default_factory=list)
+    generic: list[str] = field(default_factory=list)
 
 
-def explain(engine: sa.Engine, statement: Statement) -> list[str]:
-    """EXPLAIN ANALYZE under the counters' session settings (no parallel workers, no JIT)."""
-    with engine.connect() as conn:
-        conn.exec_driver_sql("SET max_parallel_workers_per_gather = 0")
-        conn.exec_driver_sql("SET jit = off")
-        rows = conn.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, BUFFERS) {statement.sql}", statement.params
-        ).all()
-        conn.rollback()
-    return [str(row[0]) for row in rows]
+_SCAN = re.compile(
+    r"((?:Seq|Index Only|Index|Bitmap Heap|Bitmap Index|Tid Range) Scan(?: Backward)?"
+    r"(?: using \w+)? on \w+)"
+)
+_EXECUTION = re.compile(r"Execution Time: ([\d.]+) ms")
 
 
-def profile_metric(
-    key_path: str,
-    dictionary: MetricDictionary,
-    host: HostSchema,
-    *,
-    engine: sa.Engine,
-    plain: sa.Engine,
-    queries: QueryLog,
-    library: LibraryLog,
-) -> Profile:
-    alone = MetricDictionary([dictionary[key_path]])
-    run = build_payload(alone, engine, 1, host, queries=queries, library=library, keep=True)
-    plans: list[str] = []
-    for title, statement in (
-        ("bounds query", run.stats.slowest_bounds),
-        ("slowest batch", run.stats.slowest),
-    ):
-        if statement is None:
-            continue
-        plans.append(f"{title}: {statement.seconds * 1000:.1f} ms, params {statement.params}")
-        plans.append(f"  SQL: {' '.join(statement.sql.split())}")
-        try:
-            plans += [f"  {line}" for line in explain(plain, statement)]
-        except sa.exc.DBAPIError as exc:
-            plans.append(f"  EXPLAIN failed: {str(exc.orig).strip()}")
-    return Profile(key_path, run.seconds, run.stats, plans)
+def plan_summary(plan: list[str]) -> str:
+    """The scan nodes of a plan and its execution time, on one line."""
+    scans = [m.group(1) for line in plan if (m := _SCAN.search(line))]
+    times = [float(m.group(1)) for line in plan if (m := _EXECUTION.search(line))]
+    if not scans and not times:
+        return NA
+    took = f"{times[0]:,.1f} ms: " if times else ""
+    return took + " / ".join(scans)
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -1260,13 +1402,19 @@ class Table:
 
 
 def secs(seconds: float) -> str:
-    return f"{seconds:.2f}"
+    return f"{seconds:,.2f}" if seconds < 100 else f"{seconds:,.0f}"
 
 
 def spread(values: Sequence[float]) -> str:
+    if not values:
+        return NA
     if len(values) == 1:
         return secs(values[0])
     return f"{secs(statistics.median(values))} [{secs(min(values))}{DASH}{secs(max(values))}]"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f}"
 
 
 def check(passed: bool | None) -> str:
@@ -1288,6 +1436,7 @@ def error_pct(estimate: object, exact: object) -> float | None:
 @dataclass
 class Report:
     scales: list[ScaleResult]
+    variants: list[str]
     concurrencies: list[int]
     profiles: list[Profile]
     targets: list[tuple[str, str, bool | None]] = field(default_factory=list)
@@ -1296,46 +1445,60 @@ class Report:
     def largest(self) -> ScaleResult:
         return self.scales[-1]
 
+    def configs(self) -> list[tuple[str, int]]:
+        return [(v, c) for v in self.variants for c in self.concurrencies]
+
+    def name(self, variant: str, concurrency: int) -> str:
+        return f"{VARIANTS[variant].label} c={concurrency}"
+
     def payload_table(self) -> Table:
-        headers = ["scale", "rows", "metrics"]
-        for c in self.concurrencies:
-            headers.append(f"concurrency={c} s")
-        if len(self.concurrencies) > 1:
-            first, last = self.concurrencies[0], self.concurrencies[-1]
-            headers.append(f"c={first} / c={last}")
-        headers += ["queries", "plain s", "lib/plain", "failed"]
-        table = Table("1. Payload generation: wall time of PayloadBuilder.outcomes()", headers)
+        c1, cn = self.concurrencies[0], self.concurrencies[-1]
+        headers = ["scale", "engine", *(f"c={c} s" for c in self.concurrencies)]
+        if cn != c1:
+            headers.append(f"c={c1} / c={cn}")
+        headers += ["plain s", f"c={c1} / plain", "failed", "abandoned"]
+        table = Table(
+            "1. Payload generation: wall time of PayloadBuilder.outcomes(), 116 metrics",
+            headers,
+            left=frozenset({0, 1}),
+        )
         for scale in self.scales:
-            row = [scale.host.schema, f"{scale.host.rows:,}", str(scale.dictionary_size)]
-            for c in self.concurrencies:
-                row.append(spread([r.seconds for r in scale.at(c)]))
-            if len(self.concurrencies) > 1:
-                first, last = self.concurrencies[0], self.concurrencies[-1]
-                row.append(f"{scale.median(first) / scale.median(last):.2f}{TIMES}")
-            c1 = self.concurrencies[0]
-            row.append(f"{statistics.median(r.stats.statements for r in scale.at(c1)):,.0f}")
-            if scale.plain:
-                plain = sum(p.seconds for p in scale.plain.values())
-                row += [secs(plain), f"{scale.median(c1) / plain:.2f}{TIMES}"]
-            else:
-                row += [NA, NA]
-            failed = sum(len(r.failures) for r in scale.runs)
-            row.append(f"{failed} / {sum(len(r.outcomes) for r in scale.runs)}")
-            table.add(*row)
-        runs = max(len(s.at(self.concurrencies[0])) for s in self.scales)
+            plain = sum(p.seconds for p in scale.plain.values()) if scale.plain else None
+            for variant in self.variants:
+                row = [f"{scale.host.schema} ({label(scale.host.rows)} rows)", variant]
+                row += [
+                    spread([r.seconds for r in scale.at(variant, c)]) for c in self.concurrencies
+                ]
+                if cn != c1:
+                    row.append(
+                        f"{scale.median(variant, c1) / scale.median(variant, cn):.2f}{TIMES}"
+                    )
+                if plain is None:
+                    row += [NA, NA]
+                else:
+                    row += [secs(plain), f"{scale.median(variant, c1) / plain:.1f}{TIMES}"]
+                runs = [r for r in scale.runs if r.variant == variant]
+                failed = sum(len(r.failures) for r in runs)
+                outcomes = sum(len(r.outcomes) for r in runs)
+                row.append(f"{failed} / {outcomes}")
+                row.append(str(sum(r.abandoned for r in runs)))
+                table.add(*row)
+        most = max(len(s.at(v, c)) for s in self.scales for v, c in self.configs())
         table.notes = [
-            f"median [min{DASH}max] of {runs} run(s) per cell, runs of the two concurrencies "
-            "alternating; each run builds a new PayloadBuilder (bounds and reflection not reused)",
-            f"the builder: PayloadBuilder(dictionary, engine=engine, concurrency=n, "
-            f"metric_timeout={METRIC_TIMEOUT:g}); engine pool_size "
-            f"{pool_size(self.concurrencies)}, so every counter gets its {PARALLEL} connections",
-            f"queries = statements the library ran in one concurrency={c1} run (batches, "
-            "min/max bounds, session settings, reflection)",
+            f"median [min{DASH}max] of up to {most} runs per cell, the configurations taking "
+            f"turns; a configuration whose first run took over {REPEAT_LIMIT:.0f} s ran once",
+            f"PayloadBuilder(dictionary, engine=engine, concurrency=n, metric_timeout="
+            f"{METRIC_TIMEOUT:g}).outcomes(), a new builder per run; engine pool_size "
+            f"{pool_size(self.concurrencies)}, max_overflow 0 (every counter gets its "
+            f"{PARALLEL} connections)",
+            *(f"{VARIANTS[v].label}: {VARIANTS[v].note}" for v in self.variants),
             "plain = the same metrics as one plain statement each (count(*), count(DISTINCT), "
             "sum(); an estimate as the exact count(DISTINCT)), one after another on one "
-            "connection, parallel workers and JIT off, measured once; lib/plain uses "
-            f"concurrency={c1}",
-            "failed = outcomes with value -1/-2 or an error, over every run of the scale",
+            "connection, parallel workers and JIT off, measured once",
+            "failed = outcomes with value -1/-2 or an error, over every run of the row; "
+            "abandoned = metrics given up at metric_timeout whose counting went on after "
+            "outcomes() returned (the benchmark then terminated their queries, so that the next "
+            "run started on an idle server)",
         ]
         return table
 
@@ -1357,162 +1520,163 @@ class Report:
                 what,
                 secs(t_small),
                 secs(t_large),
-                f"{growth:.2f}{TIMES}",
+                f"{growth:,.1f}{TIMES}",
                 f"{per_row:.2f}",
                 check(per_row <= LINEAR_TOLERANCE) if judge else "",
             )
 
-        for c in self.concurrencies:
-            add(f"payload, concurrency={c}", small.median(c), large.median(c), True)
-        c1 = self.concurrencies[0]
-        d_small, d_large = small.durations(c1), large.durations(c1)
+        for variant, c in self.configs():
+            add(
+                f"payload, {self.name(variant, c)}",
+                small.median(variant, c),
+                large.median(variant, c),
+                True,
+            )
         groups: dict[str, list[str]] = {}
         for metric in METRICS:
-            groups.setdefault(f"{SHORT_OPERATION[metric.operation]} metrics", []).append(
-                metric.key_path
-            )
+            op = SHORT_OPERATION[metric.operation]
+            groups.setdefault(f"{op} metrics", []).append(metric.key_path)
         for metric in METRICS:
-            groups.setdefault(f"time frame {metric.time_frame}", []).append(metric.key_path)
-        for what, keys in groups.items():
-            add(
-                f"{what} ({len(keys)}), sum of durations",
-                sum(d_small[k] for k in keys),
-                sum(d_large[k] for k in keys),
-                False,
-            )
+            groups.setdefault(f"{metric.time_frame} metrics", []).append(metric.key_path)
+        c1 = self.concurrencies[0]
+        for variant in self.variants:
+            d_small, d_large = small.durations(variant, c1), large.durations(variant, c1)
+            for what, keys in groups.items():
+                add(
+                    f"{self.name(variant, c1)}: {what} ({len(keys)})",
+                    sum(d_small[k] for k in keys),
+                    sum(d_large[k] for k in keys),
+                    False,
+                )
         if small.plain and large.plain:
             add(
-                "plain statements (all metrics)",
+                "plain statements (every metric)",
                 sum(p.seconds for p in small.plain.values()),
                 sum(p.seconds for p in large.plain.values()),
                 False,
             )
         table.notes = [
-            f"÷ row ratio = (time {b} / time {a}) / {ratio_rows:.0f}: 1.00 is linear, above it "
-            f"grows faster than the rows; linear {OK} up to {LINEAR_TOLERANCE:.2f}",
-            f"per-operation and per-frame lines add up each metric's median duration at "
-            f"concurrency={c1} (the outcome's duration)",
+            f"÷ row ratio = (time {b} / time {a}) / {ratio_rows:.0f}: 1.00 grows like the rows, "
+            f"above grows faster; linear {OK} up to {LINEAR_TOLERANCE:.2f}",
+            "the metric lines add up the metrics' median durations (the outcome's duration, "
+            f"which for a given-up metric is metric_timeout = {METRIC_TIMEOUT:g} s)",
         ]
         return table
 
-    def slowest_table(self) -> Table:
+    def slowest_table(self, variant: str, number_: str) -> Table:
         scale = self.largest
         c1 = self.concurrencies[0]
-        durations = scale.durations(c1)
-        others = {c: scale.durations(c) for c in self.concurrencies[1:]}
-        values = scale.values()
-        headers = ["key path", "metric", "frame", f"c={c1} ms"]
-        headers += [f"c={c} ms" for c in self.concurrencies[1:]]
-        headers += ["plain ms", "lib/plain", "share", "value"]
+        durations = scale.durations(variant, c1)
+        columns = {(v, c): scale.durations(v, c) for v, c in self.configs()}
+        values = {k: [o.value for o in found] for k, found in scale.outcomes(variant).items()}
+        headers = ["key path", "metric", "frame"]
+        headers += [f"{self.name(v, c)} ms" for v, c in self.configs()]
+        headers += ["plain ms", f"{VARIANTS[variant].label} c={c1} / plain", "value"]
         table = Table(
-            f"3. The 10 slowest metrics at {label(scale.host.rows)} rows "
-            f"(concurrency={c1}, median duration)",
+            f"{number_}. The 10 slowest metrics at {label(scale.host.rows)} rows with the "
+            f"{VARIANTS[variant].label} engine (concurrency={c1}, median duration)",
             headers,
             left=frozenset({0, 1}),
         )
-        total = sum(durations.values())
         for key in sorted(durations, key=lambda k: -durations[k])[:10]:
             metric = METRIC_BY_KEY[key]
             plain = scale.plain.get(key)
-            row = [key, metric.describe(), metric.time_frame, f"{durations[key] * 1000:,.0f}"]
-            row += [f"{others[c][key] * 1000:,.0f}" for c in self.concurrencies[1:]]
+            row = [key, metric.describe(), metric.time_frame]
+            row += [ms(columns[v, c][key]) for v, c in self.configs()]
             if plain is not None and plain.seconds > 0:
-                row += [
-                    f"{plain.seconds * 1000:,.0f}",
-                    f"{durations[key] / plain.seconds:.2f}{TIMES}",
-                ]
+                row += [ms(plain.seconds), f"{durations[key] / plain.seconds:,.0f}{TIMES}"]
             else:
                 row += [NA, NA]
-            row += [f"{durations[key] / total:.1%}", number(values[key])]
+            row.append(" / ".join(dict.fromkeys(number(v) for v in values[key])))
             table.add(*row)
-        rows = scale.host.tables
+        total = sum(durations.values())
         table.notes = [
-            "share = of the sum of all metric durations at concurrency=1 "
-            f"({total:.1f} s for {len(durations)} metrics)",
-            "table rows at this scale: "
-            + ", ".join(f"{name} {count:,}" for name, count in rows.items()),
+            f"these 10 take {sum(sorted(durations.values())[-10:]) / total:.0%} of the "
+            f"{total:,.1f} s that all {len(durations)} metrics took at "
+            f"{self.name(variant, c1)}; value: every distinct value over the runs (-1: failed)",
         ]
+        if number_ == "3":
+            table.notes.append(
+                "table rows: "
+                + ", ".join(f"{name} {count:,}" for name, count in scale.host.tables.items())
+            )
         return table
 
     def check_table(self) -> Table:
         table = Table(
             "4. Values: the library's against one plain statement per metric",
-            ["scale", "exact metrics", "equal", "estimates", "max |error| %", "unstable", "notes"],
-            left=frozenset({0, 6}),
+            ["scale", "engine", "exact equal", "failed", "estimates", "max |error| %", "notes"],
+            left=frozenset({0, 1, 6}),
         )
         for scale in self.scales:
             if not scale.plain:
-                table.add(scale.host.schema, NA, NA, NA, NA, NA, "plain pass skipped")
                 continue
-            values = scale.values()
-            exact = [m for m in METRICS if m.operation != "estimate_distinct_count"]
-            equal = [m for m in exact if values[m.key_path] == scale.plain[m.key_path].value]
-            estimates = [m for m in METRICS if m.operation == "estimate_distinct_count"]
-            errors = [
-                error_pct(values[m.key_path], scale.plain[m.key_path].value) for m in estimates
-            ]
-            worst = max((abs(e) for e in errors if e is not None), default=None)
-            wrong = [m.key_path for m in exact if m not in equal]
-            notes = "; ".join(
-                f"{k}: {number(values[k])} vs {number(scale.plain[k].value)}" for k in wrong[:5]
-            )
-            unstable = scale.unstable()
-            table.add(
-                scale.host.schema,
-                str(len(exact)),
-                f"{len(equal)} {OK if len(equal) == len(exact) else MISS}",
-                str(len(estimates)),
-                NA if worst is None else f"{worst:.2f}",
-                str(len(unstable)),
-                notes,
-            )
-            self.targets.append(
-                (
-                    f"{scale.host.schema}: exact values equal plain SQL, estimates within "
-                    f"{ESTIMATE_TOLERANCE_PCT:g} %",
-                    f"{len(equal)}/{len(exact)} equal, max estimate error "
-                    + (NA if worst is None else f"{worst:.2f} %"),
-                    len(equal) == len(exact)
-                    and worst is not None
-                    and worst <= ESTIMATE_TOLERANCE_PCT,
+            for variant in self.variants:
+                outcomes = scale.outcomes(variant)
+                exact = [m for m in METRICS if m.operation != "estimate_distinct_count"]
+                estimates = [m for m in METRICS if m.operation == "estimate_distinct_count"]
+                failed = {k for k, found in outcomes.items() if any(map(is_failure, found))}
+                wrong = [
+                    m.key_path
+                    for m in exact
+                    if any(
+                        not is_failure(o) and o.value != scale.plain[m.key_path].value
+                        for o in outcomes[m.key_path]
+                    )
+                ]
+                errors = [
+                    abs(e)
+                    for m in estimates
+                    for o in outcomes[m.key_path]
+                    if not is_failure(o)
+                    and (e := error_pct(o.value, scale.plain[m.key_path].value)) is not None
+                ]
+                worst = max(errors, default=None)
+                table.add(
+                    scale.host.schema,
+                    variant,
+                    f"{len(exact) - len(wrong)}/{len(exact)} {OK if not wrong else MISS}",
+                    str(len(failed)),
+                    str(len(estimates)),
+                    NA if worst is None else f"{worst:.2f}",
+                    "; ".join(wrong[:5]),
                 )
-            )
+                self.targets.append(
+                    (
+                        f"{scale.host.schema}, {variant}: every computed value right (exact "
+                        f"equal to plain SQL, estimates within {ESTIMATE_TOLERANCE_PCT:g} %)",
+                        f"{len(wrong)} wrong, max estimate error "
+                        + (NA if worst is None else f"{worst:.2f} %"),
+                        not wrong and worst is not None and worst <= ESTIMATE_TOLERANCE_PCT,
+                    )
+                )
         table.notes = [
-            "unstable = metrics whose value differed between runs (exact counters must not)",
-            "estimate error = (estimate - exact) / exact, against count(DISTINCT)",
+            "exact equal: metrics whose every computed value (failed ones aside) equals the plain "
+            "statement's; failed: metrics that failed in at least one run",
+            "estimate error = |estimate - exact| / exact against count(DISTINCT), worst run",
         ]
         return table
 
-    def failures(self) -> list[str]:
-        found = []
-        for scale in self.scales:
-            for run in scale.runs:
-                for outcome in run.failures:
-                    found.append(
-                        f"{scale.host.schema} concurrency={run.concurrency}: {outcome.key_path} "
-                        f"= {outcome.value!r} after {outcome.duration:.2f} s: {outcome.error}"
-                    )
-        return found
-
     def library_table(self) -> Table:
         table = Table(
-            "5. What the library did per payload (median over the runs)",
+            "5. What the library ran per payload (median over the runs)",
             [
                 "scale",
-                "concurrency",
+                "engine",
+                "statements",
                 "batches",
-                "batch s (sum)",
+                "batch s",
                 "bounds",
-                "bounds s (sum)",
+                "bounds s",
                 "slowest batch ms",
-                "slowest bounds ms",
-                "retried timeouts",
-                "logged",
+                "cancelled",
+                "logged (all runs)",
             ],
+            left=frozenset({0, 1, 9}),
         )
         for scale in self.scales:
-            for c in self.concurrencies:
-                runs = scale.at(c)
+            for variant, c in self.configs():
+                runs = scale.at(variant, c)
 
                 def med(get: Callable[[PayloadRun], float], runs: list[PayloadRun] = runs) -> float:
                     return statistics.median(get(r) for r in runs)
@@ -1523,64 +1687,130 @@ class Report:
                         logged[kind] = logged.get(kind, 0) + n
                 table.add(
                     scale.host.schema,
-                    str(c),
+                    self.name(variant, c),
+                    f"{med(lambda r: r.stats.statements):,.0f}",
                     f"{med(lambda r: r.stats.batches):,.0f}",
                     secs(med(lambda r: r.stats.batch_seconds)),
                     f"{med(lambda r: r.stats.bounds):,.0f}",
                     secs(med(lambda r: r.stats.bounds_seconds)),
-                    f"{med(lambda r: r.stats.slowest_batch_seconds) * 1000:.0f}",
-                    f"{med(lambda r: r.stats.slowest_bounds_seconds) * 1000:.0f}",
+                    ms(med(lambda r: r.stats.slowest_batch_seconds)),
                     f"{med(lambda r: r.stats.timeouts):,.0f}",
                     ", ".join(f"{k} {v}" for k, v in sorted(logged.items())) or "nothing",
                 )
         table.notes = [
-            "batch and bounds seconds add up the statements' own times over all connections "
-            "(with concurrency and the counters' 2 connections they overlap in wall time)",
-            "retried timeouts = statements cancelled by the 1 s statement_timeout (then halved "
-            "and retried, or for a filtered min/max, replaced by the whole table's)",
-            "logged = usage_ping log records over all runs of the cell",
+            "until outcomes() returned; batch s and bounds s add up the statements' own times "
+            f"over all connections (up to concurrency {TIMES} {PARALLEL} at once)",
+            "bounds = the min/max of the walked column (or the block count of an estimate), "
+            "once per relation and filter; cancelled = statements stopped by the counters' 1 s "
+            "statement_timeout (a batch is then halved and retried; a filtered min/max falls "
+            "back to the whole table's)",
+            "logged = usage_ping log records: batch timeout (retried in halves), filtered bounds "
+            "timeout, failure (a counter gave up)",
         ]
         return table
 
+    def profile_table(self) -> Table | None:
+        if not self.profiles:
+            return None
+        table = Table(
+            f"6. The slowest metrics at {label(self.largest.host.rows)} rerun alone (defaults, "
+            f"concurrency=1, given up after {PROFILE_TIMEOUT:.0f} s): their slowest completed "
+            "batch planned for its values and as a generic plan",
+            [
+                "key path",
+                "alone s",
+                "batches",
+                "ms/batch",
+                "cancelled",
+                "batch planned for its values",
+                "same batch, generic plan",
+            ],
+            left=frozenset({0, 5, 6}),
+        )
+        for found in self.profiles:
+            stats = found.stats
+            per_batch = stats.batch_seconds / stats.batches if stats.batches else 0.0
+            table.add(
+                found.key_path,
+                f"{secs(found.seconds)}{' (gave up)' if found.failed else ''}",
+                f"{stats.batches:,}",
+                f"{per_batch * 1000:,.1f}",
+                str(stats.timeouts),
+                plan_summary(found.custom),
+                plan_summary(found.generic),
+            )
+        table.notes = [
+            "psycopg prepares a statement server-side once it has run 5 times on a connection; "
+            "a counter's batches are one statement with new range values, so from the 6th batch "
+            "on PostgreSQL may switch to the generic plan (plan_cache_mode=auto), which cannot "
+            "see how narrow the batch's range is",
+            "the full plans are under Plans below",
+        ]
+        return table
+
+    def failures(self) -> list[str]:
+        found = []
+        for scale in self.scales:
+            for run in scale.runs:
+                for o in run.failures:
+                    found.append(
+                        f"{scale.host.schema} {self.name(run.variant, run.concurrency)}: "
+                        f"{o.key_path} = {int(o.value) if isinstance(o.value, int) else o.value!r}"
+                        f" after {o.duration:.1f} s: {o.error}"
+                    )
+        return found
+
     def targets_table(self) -> Table:
         scale = next((s for s in self.scales if s.host.rows == TARGET_ROWS), None)
+        variant = self.variants[0]
+        head: list[tuple[str, str, bool | None]] = []
         if scale is None:
-            self.targets.insert(
-                0, (f"{label(TARGET_ROWS)}-row payload under {TARGET_SECONDS:.0f} s", NA, None)
+            head.append(
+                (f"{label(TARGET_ROWS)}-row payload under {TARGET_SECONDS:.0f} s", NA, None)
             )
         else:
             for c in self.concurrencies:
-                median = scale.median(c)
-                self.targets.insert(
-                    0,
+                median = scale.median(variant, c)
+                head.append(
                     (
                         f"{label(TARGET_ROWS)}-row payload under {TARGET_SECONDS:.0f} s "
-                        f"(concurrency={c})",
-                        f"{median:.1f} s (median), {max(r.seconds for r in scale.at(c)):.1f} s "
-                        "(slowest run)",
+                        f"({self.name(variant, c)})",
+                        f"{median:,.1f} s",
                         median < TARGET_SECONDS,
-                    ),
+                    )
                 )
         if len(self.scales) > 1:
             small, large = self.scales[0], self.scales[-1]
             ratio_rows = large.host.rows / small.host.rows
-            c = self.concurrencies[0]
-            growth = large.median(c) / small.median(c)
-            self.targets.append(
+            for c in self.concurrencies:
+                growth = large.median(variant, c) / small.median(variant, c)
+                head.append(
+                    (
+                        f"time grows about linearly with the rows ({label(large.host.rows)} / "
+                        f"{label(small.host.rows)}, {self.name(variant, c)})",
+                        f"{growth:,.1f}{TIMES} the time for {ratio_rows:.0f}{TIMES} the rows",
+                        growth / ratio_rows <= LINEAR_TOLERANCE,
+                    )
+                )
+        for v in self.variants:
+            failed = sum(len(r.failures) for s in self.scales for r in s.runs if r.variant == v)
+            outcomes = sum(len(r.outcomes) for s in self.scales for r in s.runs if r.variant == v)
+            head.append(
                 (
-                    f"time grows about linearly with rows ({label(large.host.rows)}/"
-                    f"{label(small.host.rows)}, concurrency={c})",
-                    f"{growth:.2f}{TIMES} time for {ratio_rows:.0f}{TIMES} rows",
-                    growth / ratio_rows <= LINEAR_TOLERANCE,
+                    f"no metric failed (-1, -2 or an error), {v}",
+                    f"{failed} of {outcomes} outcomes failed",
+                    failed == 0,
                 )
             )
-        failed = sum(len(r.failures) for s in self.scales for r in s.runs)
-        self.targets.append(
-            ("no metric failed (-1, -2 or an error)", f"{failed} failed", failed == 0)
-        )
+        self.targets[:0] = head
         table = Table("Targets", ["target", "measured", "result"], left=frozenset({0, 1}))
         for what, measured, passed in self.targets:
             table.add(what, measured, check(passed))
+        if len(self.variants) > 1:
+            table.notes = [
+                f"the issue's targets are judged on the {variant} engine; the other engine's "
+                "figures are in tables 1 to 5"
+            ]
         return table
 
     def tables(self) -> list[Table]:
@@ -1588,7 +1818,13 @@ class Report:
         growth = self.growth_table()
         if growth is not None:
             found.append(growth)
-        found += [self.slowest_table(), self.check_table(), self.library_table()]
+        found.append(self.slowest_table(self.variants[0], "3"))
+        if len(self.variants) > 1:
+            found.append(self.slowest_table(self.variants[1], "3b"))
+        found += [self.check_table(), self.library_table()]
+        profiles = self.profile_table()
+        if profiles is not None:
+            found.append(profiles)
         found.append(self.targets_table())
         return found
 
@@ -1596,23 +1832,31 @@ class Report:
         return [what for what, _, passed in self.targets if passed is False]
 
 
-def profile_lines(profiles: list[Profile], scale: ScaleResult) -> list[str]:
-    out = [
-        f"Slowest metrics at {label(scale.host.rows)} rerun alone (concurrency=1), their bounds "
-        "query and slowest batch explained (EXPLAIN ANALYZE, BUFFERS; parallel workers and JIT "
-        "off as in the counters' sessions):"
-    ]
+def plan_lines(profiles: list[Profile]) -> list[str]:
+    out: list[str] = []
     for found in profiles:
+        metric = METRIC_BY_KEY[found.key_path]
         stats = found.stats
         out += [
             "",
-            f"{found.key_path} ({METRIC_BY_KEY[found.key_path].describe()}, "
-            f"{METRIC_BY_KEY[found.key_path].time_frame}): {found.seconds * 1000:,.0f} ms alone; "
-            f"{stats.batches} batches, {stats.batch_seconds:.2f} s in batches; "
-            f"{stats.bounds} bounds queries, {stats.bounds_seconds * 1000:.0f} ms; "
-            f"{stats.timeouts} cancelled statements",
-            *found.plans,
+            f"{found.key_path} ({metric.describe()}, {metric.time_frame}): "
+            f"{secs(found.seconds)} s alone{' (gave up)' if found.failed else ''}; "
+            f"{stats.batches:,} batches, {stats.batch_seconds:.2f} s in batches; "
+            f"{stats.timeouts} cancelled",
         ]
+        if found.bounds:
+            out.append("  bounds query, planned for its values:")
+            out += [f"    {line}" for line in found.bounds]
+        if found.batch is not None:
+            out.append(
+                f"  slowest completed batch ({found.batch.seconds * 1000:,.0f} ms in the run), "
+                f"params {found.batch.params}:"
+            )
+            out.append(f"    SQL: {' '.join(found.batch.sql.split())}")
+            out.append("  planned for its values:")
+            out += [f"    {line}" for line in found.custom]
+            out.append("  generic plan (PREPARE, plan_cache_mode = force_generic_plan):")
+            out += [f"    {line}" for line in found.generic]
     return out
 
 
@@ -1626,9 +1870,8 @@ def version_of(package: str) -> str:
         return "?"
 
 
-def machine_lines() -> list[str]:
-    cpu = "?"
-    memory = "?"
+def machine_line() -> str:
+    cpu = memory = "?"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -1640,17 +1883,17 @@ def machine_lines() -> list[str]:
                 break
     except OSError:
         pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-    return [
-        f"machine: {os.cpu_count()} cores ({cpu}, {platform.machine()}), {memory} RAM, "
-        f"load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min)"
-    ]
+    load = os.getloadavg()
+    return (
+        f"machine: {os.cpu_count()} cores ({cpu}, {platform.machine()}), {memory} RAM; load "
+        f"average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min)"
+    )
 
 
 def header_lines(
-    engine: sa.Engine, url: sa.URL, hosts: list[HostSchema], runs: int, concurrencies: list[int]
+    setup: sa.Engine, url: sa.URL, hosts: list[HostSchema], args: argparse.Namespace
 ) -> list[str]:
-    with engine.connect() as conn:
+    with setup.connect() as conn:
         version = conn.exec_driver_sql("SHOW server_version").scalar()
         settings = {
             name: conn.exec_driver_sql(f"SHOW {name}").scalar()
@@ -1661,28 +1904,35 @@ def header_lines(
                 "random_page_cost",
                 "jit",
                 "max_parallel_workers_per_gather",
+                "plan_cache_mode",
             )
         }
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    counts = {op: sum(m.operation == op for m in METRICS) for op in SHORT_OPERATION}
+    frames = {f: sum(m.time_frame == f for m in METRICS) for f in ("all", "28d", "7d")}
     lines = [
         f"usage_ping payload benchmark, {now}",
-        *machine_lines(),
-        f"PostgreSQL {version} on {url.host}:{url.port}, database {url.database}; server "
-        "settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
+        machine_line(),
+        f"PostgreSQL {version} on {url.host}:{url.port}, database {url.database}; "
+        + ", ".join(f"{k}={v}" for k, v in settings.items()),
         f"usage_ping {usage_ping.__version__}, SQLAlchemy {sa.__version__}, psycopg "
-        f"{version_of('psycopg')}, Python {platform.python_version()}",
-        f"{len(METRICS)} metrics (count {ops('count')}, distinct_count {ops('distinct_count')}, "
-        f"sum {ops('sum')}, estimate_distinct_count {ops('estimate_distinct_count')}; "
-        f"time frames all {frames('all')}, 28d {frames('28d')}, 7d {frames('7d')}); counters "
-        f"on their defaults (target_time 0.1 s, timeout 1 s, {PARALLEL} connections)",
-        f"runs: {runs} per concurrency ({', '.join(map(str, concurrencies))}) and scale, after "
-        "reading every table and index into the OS cache (pg_prewarm 'read')",
-        "host schemas (heap + indexes; created_at over the 90 days before generation, in id "
-        "order; author/user ids skewed, 1 % of users hold about 22 % of rows):",
+        f"{version_of('psycopg')} (prepare_threshold 5 by default), Python "
+        f"{platform.python_version()}",
+        f"{len(METRICS)} metrics: "
+        + ", ".join(f"{op} {n}" for op, n in counts.items())
+        + "; time frames "
+        + ", ".join(f"{f} {n}" for f, n in frames.items())
+        + f"; counters on their defaults (target_time 0.1 s, timeout 1 s, {PARALLEL} "
+        "connections); the payload's day is the day the data were generated",
+        f"runs: up to {args.runs} per configuration and scale, after reading every table and "
+        "index into the OS cache (pg_prewarm 'read')",
+        f"host schemas (heap + indexes; created_at over the {DAYS} days before generation, in "
+        "id order; author/user ids skewed: 1 % of the users hold about 22 % of the rows; "
+        "indexes on created_at and on every foreign-key column):",
     ]
     for host in hosts:
         built = (
-            f"generated in {host.built_seconds:.0f} s this run"
+            f"generated in {host.built_seconds:.0f} s by this run"
             if host.built_seconds is not None
             else f"reused, generated {host.anchor:%Y-%m-%d %H:%M} UTC"
         )
@@ -1693,15 +1943,15 @@ def header_lines(
     return lines
 
 
-def ops(operation: str) -> int:
-    return sum(m.operation == operation for m in METRICS)
-
-
-def frames(frame: str) -> int:
-    return sum(m.time_frame == frame for m in METRICS)
-
-
 # -- main --------------------------------------------------------------------------------------
+
+
+def parse_variants(text: str) -> list[str]:
+    found = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [v for v in found if v not in VARIANTS]
+    if unknown or not found:
+        raise argparse.ArgumentTypeError(f"engines are {', '.join(VARIANTS)}; got {text!r}")
+    return list(dict.fromkeys(found))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -1712,14 +1962,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--scales",
         type=parse_scales,
         default=list(DEFAULT_SCALES),
-        help="total rows per scale, e.g. 1m,10m (the default) or 100k for a quick check",
+        help="total rows per scale: 1m,10m (the default), or 100k for a quick check",
     )
-    parser.add_argument("--runs", type=int, default=3, help="runs per concurrency (default 3)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=3,
+        help=f"runs per configuration (default 3; one for a configuration over "
+        f"{REPEAT_LIMIT:.0f} s)",
+    )
     parser.add_argument(
         "--concurrency",
         type=parse_ints,
         default=list(DEFAULT_CONCURRENCY),
         help="builder concurrencies to compare (default 1,2)",
+    )
+    parser.add_argument(
+        "--engines",
+        type=parse_variants,
+        default=list(VARIANTS),
+        help="engine variants: defaults (the headline) and no-prepare (default: both)",
     )
     parser.add_argument("--url", default=DEFAULT_URL, help=f"database URL (default {DEFAULT_URL})")
     parser.add_argument(
@@ -1755,69 +2017,77 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def measure_scale(
+    bench: Bench, host: HostSchema, workdir: Path, args: argparse.Namespace
+) -> ScaleResult:
+    scale_label = label(host.rows)
+    dictionary = write_dictionary(workdir, host.schema)
+    result = ScaleResult(host, len(dictionary.active()))
+    log(f"[{scale_label}] reading {host.schema} into the OS cache")
+    prewarm(bench.setup, host)
+    configs = [(v, c) for v in args.engines for c in args.concurrency]
+    slow: set[tuple[str, int]] = set()
+    for run in range(args.runs):
+        order = configs if run % 2 == 0 else configs[::-1]
+        for variant, c in order:
+            if (variant, c) in slow:
+                continue
+            found = bench.payload(dictionary, variant, c, host)
+            result.runs.append(found)
+            if found.seconds > REPEAT_LIMIT:
+                slow.add((variant, c))
+            log(
+                f"[{scale_label}] run {run + 1}/{args.runs}, {variant} c={c}: "
+                f"{found.seconds:.2f} s, {len(found.failures)} failed, "
+                f"{found.abandoned} abandoned (stopped in {found.cleanup_seconds:.1f} s)"
+            )
+    if not args.no_plain:
+        log(f"[{scale_label}] the same metrics as plain statements")
+        result.plain = bench.run_plain(host)
+    return result
+
+
 def measure(
-    args: argparse.Namespace,
-    url: sa.URL,
-    setup: sa.Engine,
-    workdir: Path,
-    monitor: ActivityMonitor,
+    args: argparse.Namespace, url: sa.URL, setup: sa.Engine, workdir: Path, monitor: ActivityMonitor
 ) -> tuple[list[ScaleResult], list[Profile]]:
-    concurrencies: list[int] = args.concurrency
     library = LibraryLog()
     usage_logger = logging.getLogger("usage_ping")
     usage_logger.addHandler(library)
     usage_logger.setLevel(logging.INFO)
-    engine = sa.create_engine(url, pool_size=pool_size(concurrencies), max_overflow=0)
+    size = pool_size(args.concurrency)
+    engines = {
+        key: sa.create_engine(
+            url,
+            pool_size=size,
+            max_overflow=0,
+            connect_args={"application_name": APP_NAME, **VARIANTS[key].connect_args},
+        )
+        for key in args.engines
+    }
+    queries = QueryLog()
+    for engine in engines.values():
+        queries.attach(engine)
     plain = sa.create_engine(url, pool_size=1, max_overflow=0)
-    queries = QueryLog(engine)
+    bench = Bench(setup, plain, engines, queries, library)
     results: list[ScaleResult] = []
     profiles: list[Profile] = []
     try:
         hosts = [ensure_schema(setup, rows, args.rebuild) for rows in args.scales]
         for host in hosts:
-            scale_label = label(host.rows)
-            dictionary = write_dictionary(workdir, host.schema)
-            result = ScaleResult(host, len(dictionary.active()))
-            monitor.phase = scale_label
-            log(f"[{scale_label}] reading {host.schema} into the OS cache")
-            prewarm(setup, host)
-            for run in range(args.runs):
-                order = concurrencies if run % 2 == 0 else concurrencies[::-1]
-                for c in order:
-                    found = build_payload(
-                        dictionary, engine, c, host, queries=queries, library=library
-                    )
-                    result.runs.append(found)
-                    log(
-                        f"[{scale_label}] run {run + 1}/{args.runs}, concurrency={c}: "
-                        f"{found.seconds:.2f} s, {len(found.failures)} failed"
-                    )
-            if not args.no_plain:
-                monitor.phase = f"{scale_label} plain"
-                log(f"[{scale_label}] the same metrics as plain statements")
-                result.plain = run_plain(plain, host)
-            results.append(result)
-        if args.explain:
+            monitor.phase = label(host.rows)
+            results.append(measure_scale(bench, host, workdir, args))
+        if args.explain and "defaults" in engines:
             monitor.phase = "profiles"
             largest = results[-1]
-            durations = largest.durations(concurrencies[0])
+            durations = largest.durations("defaults", args.concurrency[0])
+            dictionary = MetricDictionary.load(workdir / largest.host.schema)
             for key in sorted(durations, key=lambda k: -durations[k])[: args.explain]:
                 log(f"[{label(largest.host.rows)}] profiling {key}")
-                dictionary = MetricDictionary.load(workdir / largest.host.schema)
-                profiles.append(
-                    profile_metric(
-                        key,
-                        dictionary,
-                        largest.host,
-                        engine=engine,
-                        plain=plain,
-                        queries=queries,
-                        library=library,
-                    )
-                )
+                profiles.append(bench.profile(key, dictionary, largest.host))
     finally:
         usage_logger.removeHandler(library)
-        engine.dispose()
+        for engine in engines.values():
+            engine.dispose()
         plain.dispose()
     return results, profiles
 
@@ -1833,9 +2103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ActivityMonitor(url) as monitor,
         ):
             results, profiles = measure(args, url, setup, Path(tmp), monitor)
-        report = Report(results, args.concurrency, profiles)
+        report = Report(results, args.engines, args.concurrency, profiles)
         tables = report.tables()
-        header = header_lines(setup, url, [r.host for r in results], args.runs, args.concurrency)
+        header = header_lines(setup, url, [r.host for r in results], args)
         header.insert(2, monitor.summary())
     finally:
         setup.dispose()
@@ -1843,12 +2113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures = report.failures()
     missed = report.missed()
     summary = "targets missed: " + ("; ".join(missed) if missed else "none")
-    plans = profile_lines(profiles, results[-1]) if profiles else []
+    plans = plan_lines(profiles)
     text = "\n\n".join(["\n".join(header), *(t.text() for t in tables), summary])
     if failures:
         text += "\n\nFailed metrics:\n" + "\n".join(f"  {f}" for f in failures)
     if plans:
-        text += "\n\n" + "\n".join(plans)
+        text += "\n\nPlans:" + "\n".join(plans)
     print(text)
 
     markdown = [
@@ -1865,12 +2135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failures:
         markdown += ["", "### Failed metrics", "", *(f"- {f}" for f in failures)]
     if plans:
-        markdown += ["", "### Plans", "", "```", *plans, "```"]
+        markdown += ["", "### Plans", "", "```", *plans[1:], "```"]
     output: Path = args.output
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(markdown) + "\n", encoding="utf-8")
     log(f"wrote {output}")
-    return 1 if failures else 0
+    return 1 if failures or missed else 0
 
 
 if __name__ == "__main__":
