@@ -161,7 +161,8 @@ def _timeout_setting(conn: sa.Connection, dialect: str) -> Any:
     if dialect == "postgresql":
         return conn.exec_driver_sql(
             "SELECT current_setting('statement_timeout'), "
-            "current_setting('max_parallel_workers_per_gather'), current_setting('jit')"
+            "current_setting('max_parallel_workers_per_gather'), current_setting('jit'), "
+            "current_setting('plan_cache_mode')"
         ).one()
     if dialect == "mariadb":
         return conn.exec_driver_sql("SELECT @@session.max_statement_time").scalar()
@@ -183,6 +184,7 @@ def test_pooled_connections_get_their_settings_back(
                     cur.execute("SET statement_timeout = '7s'")
                     cur.execute("SET max_parallel_workers_per_gather = 1")
                     cur.execute("SET jit = on")
+                    cur.execute("SET plan_cache_mode = force_generic_plan")
                 dbapi_conn.commit()
 
         with one.connect() as conn:
@@ -191,7 +193,7 @@ def test_pooled_connections_get_their_settings_back(
         with one.connect() as conn:
             assert _timeout_setting(conn, dialect) == before
             if dialect == "postgresql":
-                assert tuple(before) == ("7s", "1", "on")
+                assert tuple(before) == ("7s", "1", "on", "force_generic_plan")
             if dialect == "sqlite":
                 # The progress handler is gone: a long statement is not interrupted.
                 raw: Any = conn.connection.driver_connection
@@ -228,12 +230,13 @@ def test_open_transaction_on_callers_connection_is_not_disturbed(
 def test_batches_run_without_parallel_workers_or_jit(
     engine: sa.Engine, metadata: sa.MetaData
 ) -> None:
-    """Inside a count the session has no parallel workers, no JIT, and our statement_timeout."""
+    """Inside a count: no parallel workers, no JIT, a plan per batch, our statement_timeout."""
     t = create(engine, events_table(metadata), [row(i) for i in range(1, 51)])
     setting = sa.func.current_setting
     rel = sa.select(t).where(
         setting("max_parallel_workers_per_gather") == "0",
         setting("jit") == "off",
+        setting("plan_cache_mode") == "force_custom_plan",
         setting("statement_timeout") == "250ms",
     )
     assert usage_ping.count(engine, rel, timeout=0.25) == 50

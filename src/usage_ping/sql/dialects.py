@@ -74,27 +74,41 @@ class _SessionSettingLimiter:
 
 
 class _PostgresLimiter:
-    """``statement_timeout`` for the limit; no parallel workers and no JIT for short batches.
+    """``statement_timeout`` for the limit; no parallel workers, no JIT, a plan per batch.
 
     Parallel workers and JIT compilation only pay off for long queries: for a 50 ms batch their
-    start-up is waste, and workers would take the host's cores from its own queries. The settings
-    are read and set in one round trip each, and put back the same way.
+    start-up is waste, and workers would take the host's cores from its own queries.
+
+    ``plan_cache_mode = force_custom_plan``: a counter runs one statement many times with new
+    range values, and psycopg prepares it server-side after 5 runs; PostgreSQL may then switch to
+    a generic plan that cannot see how narrow a batch's range is (measured: a 28-day distinct
+    count read 30 % of the table per batch through the time column's index, 4 ms planned for its
+    values against 229 ms generic). Planning each batch costs well under a millisecond.
+
+    The settings are read and set in one round trip each, and put back the same way.
     """
 
     _READ = (
         "SELECT current_setting('statement_timeout'), "
-        "current_setting('max_parallel_workers_per_gather'), current_setting('jit')"
+        "current_setting('max_parallel_workers_per_gather'), current_setting('jit'), "
+        "current_setting('plan_cache_mode')"
     )
     _WRITE = (
         "SELECT set_config('statement_timeout', :timeout, false), "
         "set_config('max_parallel_workers_per_gather', :workers, false), "
-        "set_config('jit', :jit, false)"
+        "set_config('jit', :jit, false), "
+        "set_config('plan_cache_mode', :plans, false)"
     )
 
     def __init__(self, conn: Connection, timeout: float) -> None:
         self._conn = conn
         self._saved = conn.execute(sa.text(self._READ)).one()
-        ours = {"timeout": f"{max(1, round(timeout * 1000))}ms", "workers": "0", "jit": "off"}
+        ours = {
+            "timeout": f"{max(1, round(timeout * 1000))}ms",
+            "workers": "0",
+            "jit": "off",
+            "plans": "force_custom_plan",
+        }
         conn.execute(sa.text(self._WRITE), ours)
 
     def arm(self) -> None:
@@ -102,9 +116,10 @@ class _PostgresLimiter:
 
     def close(self) -> None:
         if not self._conn.invalidated and not self._conn.closed:
-            timeout, workers, jit = self._saved
+            timeout, workers, jit, plans = self._saved
             self._conn.execute(
-                sa.text(self._WRITE), {"timeout": timeout, "workers": workers, "jit": jit}
+                sa.text(self._WRITE),
+                {"timeout": timeout, "workers": workers, "jit": jit, "plans": plans},
             )
 
     def is_timeout(self, exc: sa.exc.DBAPIError) -> bool:
