@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest services bench clean
+.PHONY: bench-payload test lint typecheck pytest services bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: lint typecheck pytest
 # e.g. `make bench BENCH_ARGS="--rows 1M"`.
 bench: $(STAMP) services
 	$(BIN)/python benchmarks/sql_counters.py $(BENCH_ARGS)
+
+# The payload at 1M and 10M rows on PostgreSQL (generates its own database on first run).
+bench-payload: $(STAMP) services
+	$(BIN)/python benchmarks/payload.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

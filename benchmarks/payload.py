@@ -1508,28 +1508,42 @@ class Report:
         small, large = self.scales[0], self.scales[-1]
         ratio_rows = large.host.rows / small.host.rows
         a, b = label(small.host.rows), label(large.host.rows)
+        has_plain = bool(small.plain and large.plain)
+        headers = ["what", f"{a} s", f"{b} s", f"{b}/{a}", "÷ row ratio", "linear"]
+        if has_plain:
+            headers += [f"plain {a} s", f"plain {b} s", f"{b}: lib/plain"]
         table = Table(
-            f"2. Growth with the rows: {b} over {a} ({ratio_rows:.0f}{TIMES} the rows)",
-            ["what", f"{a} s", f"{b} s", f"{b}/{a}", "÷ row ratio", "linear"],
+            f"2. Growth with the rows: {b} over {a} ({ratio_rows:.0f}{TIMES} the rows)", headers
         )
 
-        def add(what: str, t_small: float, t_large: float, judge: bool) -> None:
+        def plain(scale: ScaleResult, keys: Sequence[str]) -> float:
+            return sum(scale.plain[k].seconds for k in keys)
+
+        def add(
+            what: str, t_small: float, t_large: float, keys: Sequence[str], judge: bool
+        ) -> None:
             growth = t_large / t_small if t_small > 0 else float("nan")
             per_row = growth / ratio_rows
-            table.add(
+            row = [
                 what,
                 secs(t_small),
                 secs(t_large),
                 f"{growth:,.1f}{TIMES}",
                 f"{per_row:.2f}",
                 check(per_row <= LINEAR_TOLERANCE) if judge else "",
-            )
+            ]
+            if has_plain:
+                p_small, p_large = plain(small, keys), plain(large, keys)
+                row += [secs(p_small), secs(p_large), f"{t_large / p_large:,.1f}{TIMES}"]
+            table.add(*row)
 
+        every = [m.key_path for m in METRICS]
         for variant, c in self.configs():
             add(
                 f"payload, {self.name(variant, c)}",
                 small.median(variant, c),
                 large.median(variant, c),
+                every,
                 True,
             )
         groups: dict[str, list[str]] = {}
@@ -1546,21 +1560,19 @@ class Report:
                     f"{self.name(variant, c1)}: {what} ({len(keys)})",
                     sum(d_small[k] for k in keys),
                     sum(d_large[k] for k in keys),
+                    keys,
                     False,
                 )
-        if small.plain and large.plain:
-            add(
-                "plain statements (every metric)",
-                sum(p.seconds for p in small.plain.values()),
-                sum(p.seconds for p in large.plain.values()),
-                False,
-            )
         table.notes = [
             f"÷ row ratio = (time {b} / time {a}) / {ratio_rows:.0f}: 1.00 grows like the rows, "
             f"above grows faster; linear {OK} up to {LINEAR_TOLERANCE:.2f}",
             "the metric lines add up the metrics' median durations (the outcome's duration, "
             f"which for a given-up metric is metric_timeout = {METRIC_TIMEOUT:g} s)",
         ]
+        if has_plain:
+            table.notes.append(
+                "plain = the same metrics as one plain statement each (table 1's note), added up"
+            )
         return table
 
     def slowest_table(self, variant: str, number_: str) -> Table:
