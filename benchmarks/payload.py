@@ -1076,8 +1076,9 @@ VARIANTS = {
         "no-prepare",
         "no prepare",
         "the same engine with connect_args={'prepare_threshold': None}: psycopg never prepares "
-        "a statement server-side, so PostgreSQL plans every batch for its own values (a "
-        "host-side workaround, measured to isolate the cause of table 3's slow metrics)",
+        "a statement server-side, so PostgreSQL plans every batch for its own values; the "
+        "counters set plan_cache_mode = force_custom_plan for the same effect, so both engines "
+        "should now match (a difference means prepared statements change the plans again)",
         {"prepare_threshold": None},
     ),
 }
@@ -1754,8 +1755,9 @@ class Report:
         table.notes = [
             "psycopg prepares a statement server-side once it has run 5 times on a connection; "
             "a counter's batches are one statement with new range values, so from the 6th batch "
-            "on PostgreSQL may switch to the generic plan (plan_cache_mode=auto), which cannot "
-            "see how narrow the batch's range is",
+            "on PostgreSQL may switch to the generic plan, which cannot see how narrow the "
+            "batch's range is; the counters' sessions set plan_cache_mode = force_custom_plan "
+            "to avoid it, and the generic column shows what that avoids",
             "the full plans are under Plans below",
         ]
         return table
