@@ -36,7 +36,7 @@ import yaml
 
 from usage_ping.errors import UsagePingError
 
-__all__ = ["CONFIG_ENV", "DEFAULT_CONFIG", "ConfigError", "Settings"]
+__all__ = ["CONFIG_ENV", "DEFAULT_CONFIG", "ConfigError", "Settings", "read_config"]
 
 CONFIG_ENV = "USAGE_PING_CONFIG"
 """The environment variable naming the configuration file."""
@@ -113,7 +113,7 @@ class Settings:
         file = Path(named) if named else DEFAULT_CONFIG
         data: dict[str, Any] = {}
         if named or file.exists():
-            data = _read(file)
+            data = read_config(file)
         base = file.resolve().parent
         for key, value in _overrides(env).items():
             data[key] = value
@@ -141,7 +141,8 @@ class Settings:
         return replace(settings, **changes)
 
 
-def _read(file: Path) -> dict[str, Any]:
+def read_config(file: Path) -> dict[str, Any]:
+    """A YAML mapping from ``file``; ConfigError names the file when it cannot be read."""
     try:
         data = yaml.safe_load(file.read_text())
     except OSError as exc:

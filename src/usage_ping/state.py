@@ -28,6 +28,7 @@ from usage_ping.errors import UsagePingError
 
 __all__ = [
     "CATEGORIES",
+    "LONG_TEXT",
     "InstanceState",
     "SwitchLockedError",
     "UTCDateTime",
@@ -81,15 +82,15 @@ settings_table = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
 
-_LONG_TEXT = sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql", "mariadb")
-"""Payloads can pass MariaDB's 64 KB TEXT."""
+LONG_TEXT = sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql", "mariadb")
+"""Text that can pass MariaDB's 64 KB TEXT (payloads); shared with the central service."""
 
 outbox_table = sa.Table(
     "raw_usage_data",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("recorded_at", UTCDateTime(), nullable=False, unique=True),
-    sa.Column("payload", _LONG_TEXT, nullable=False),
+    sa.Column("payload", LONG_TEXT, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("sent_at", UTCDateTime()),
     sa.Column("exported_at", UTCDateTime()),
@@ -97,7 +98,7 @@ outbox_table = sa.Table(
     sa.Column("last_error", sa.String(500)),
     sa.Column("given_up", sa.Boolean, nullable=False, default=False),
     sa.Column("usage_data_id", sa.BigInteger),
-    sa.Column("response", _LONG_TEXT),
+    sa.Column("response", LONG_TEXT),
     sa.Index("ix_raw_usage_data_pending", "sent_at", "given_up"),
 )
 """The outbox: every built payload, exactly as sent, kept until delivered and a while after."""

@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
-from usage_ping.settings import ConfigError
+from usage_ping.settings import ConfigError, read_config
 
 __all__ = ["DEFAULT_FEATURES", "ScoreCard", "ServiceSettings"]
 
@@ -121,12 +120,7 @@ class ServiceSettings:
     def load(cls, path: Path | str) -> ServiceSettings:
         """Read a YAML configuration; errors name the file and the key."""
         file = Path(path)
-        try:
-            data = yaml.safe_load(file.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        data = read_config(file)
         errors = list(jsonschema.Draft202012Validator(_SCHEMA).iter_errors(data))
         if errors:
             where = "/".join(str(p) for p in errors[0].absolute_path) or "(the file)"

@@ -13,11 +13,10 @@ from __future__ import annotations
 from importlib import resources
 
 import sqlalchemy as sa
-import sqlalchemy.dialects.mysql
 from alembic import command
 from alembic.config import Config
 
-from usage_ping.state import UTCDateTime
+from usage_ping.state import LONG_TEXT, UTCDateTime
 
 __all__ = [
     "instances",
@@ -31,7 +30,6 @@ __all__ = [
 ]
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-_LONG_TEXT = sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql", "mariadb")
 
 metadata = sa.MetaData()
 
@@ -63,7 +61,7 @@ pings = sa.Table(
     sa.Column("installation_type", sa.String(64)),
     sa.Column("active_user_count", sa.BigInteger),
     sa.Column("score", sa.Float),
-    sa.Column("payload", _LONG_TEXT, nullable=False),
+    sa.Column("payload", LONG_TEXT, nullable=False),
     sa.Column("response", sa.Text),
     sa.UniqueConstraint("uuid", "recorded_at", name="uq_pings_uuid_recorded_at"),
     sa.Index("ix_pings_received_at", "received_at"),
@@ -120,7 +118,7 @@ ping_metadata = sa.Table(
     sa.Column("id", _ID, primary_key=True, autoincrement=True),
     sa.Column("uuid", sa.String(64)),
     sa.Column("received_at", UTCDateTime(), nullable=False),
-    sa.Column("body", _LONG_TEXT, nullable=False),
+    sa.Column("body", LONG_TEXT, nullable=False),
     sa.Index("ix_ping_metadata_uuid", "uuid"),
 )
 
