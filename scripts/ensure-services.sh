@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the real services that the tests use are reachable on 127.0.0.1:
-# PostgreSQL (with the hll extension package), MariaDB and Redis.
+# PostgreSQL (with the hll extension package), MariaDB and Redis; and Debian's Chromium for the
+# browser tests.
 #
 # Found running: nothing is touched. Installed but stopped: started with the same commands the
 # machine image uses. Missing and we are root: installed from Debian's packages, then started.
@@ -92,9 +93,17 @@ ensure_redis() {
   fi
 }
 
+# The browser tests drive Debian's Chromium with Playwright (which never downloads a browser).
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  apt_install chromium || return 1
+  [ -x /usr/bin/chromium ]
+}
+
 ensure_postgres || missing+=("PostgreSQL (127.0.0.1:5432)")
 ensure_mariadb || missing+=("MariaDB (127.0.0.1:3306)")
 ensure_redis || missing+=("Redis (127.0.0.1:6379)")
+ensure_chromium || missing+=("Chromium (/usr/bin/chromium)")
 
 if [ ${#missing[@]} -gt 0 ]; then
   for m in "${missing[@]}"; do log "NOT reachable: $m"; done
@@ -105,4 +114,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "tests that need these services will be skipped"
   exit 0
 fi
-log "PostgreSQL, MariaDB and Redis are reachable"
+log "PostgreSQL, MariaDB and Redis are reachable; Chromium is installed"

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from usage_ping.testing import Swallowed, capture_swallowed, reraise_swallowed
 
-pytest_plugins = ["tests.store_fixtures"]
+pytest_plugins = ["tests.store_fixtures", "tests.browser"]
 
 DIALECTS = ("postgresql", "mariadb", "sqlite")
 SERVER_URLS = {

@@ -13,6 +13,7 @@ Endpoints (all JSON; the OpenAPI documentation is at ``/docs``):
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import threading
@@ -21,6 +22,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from fastapi import FastAPI, File, Request, UploadFile
@@ -104,6 +106,7 @@ _UPLOAD_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Upload a usage ping</title></head>
 <body>
 <h1>Upload a usage ping</h1>
+{result}
 <p>For instances without a connection to this service: run <code>usage-ping export --out
 payload.json</code> on the instance, then upload the file here.</p>
 <form method="post" action="/upload" enctype="multipart/form-data">
@@ -112,6 +115,29 @@ payload.json</code> on the instance, then upload the file here.</p>
 </form>
 </body></html>
 """
+
+
+def _upload_result(response: Response, uuid: str) -> HTMLResponse:
+    """The upload page again, saying what became of the file (for a browser's form post)."""
+    answer = json.loads(bytes(response.body))
+    if response.status_code >= 400:
+        result = f'<p role="alert">Not stored: {html.escape(str(answer.get("error")))}</p>'
+    else:
+        index = answer.get("conv_index", {})
+        what = "Stored" if response.status_code == 201 else "Already stored (a resend)"
+        result = (
+            f'<p role="status">{what}: ping {index.get("usage_data_id")} of instance '
+            f'<a href="/dashboard/instances/{quote(uuid, safe="")}">{html.escape(uuid)}</a>, '
+            f"DevOps score {index.get('score', 'n/a')}.</p>"
+        )
+    return HTMLResponse(_UPLOAD_PAGE.format(result=result), status_code=response.status_code)
+
+
+_FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    '<rect width="16" height="16" rx="3" fill="#1f4e79"/>'
+    '<path d="M3 12 L6 8 L9 10 L13 4" stroke="#fff" stroke-width="2" fill="none"/></svg>'
+)
 
 
 def create_app(
@@ -224,7 +250,7 @@ def create_app(
 
     @app.get("/upload", response_class=HTMLResponse, summary="The upload page")
     def upload_page() -> str:
-        return _UPLOAD_PAGE
+        return _UPLOAD_PAGE.format(result="")
 
     @app.post("/upload", summary="Upload a payload file exported by an air-gapped instance")
     async def upload(request: Request, file: UploadFile = File(...)) -> Response:  # noqa: B008
@@ -234,11 +260,27 @@ def create_app(
         raw = await file.read(settings.max_body_bytes + 1)
         if len(raw) > settings.max_body_bytes:
             return _error(413, f"the file is over {settings.max_body_bytes} bytes")
+        uuid = ""
         try:
             parsed = json.loads(raw)
         except (ValueError, RecursionError):  # not JSON, nested too deep, huge numbers
-            return _error(400, "the file is not JSON (upload the file usage-ping export wrote)")
-        return await run_in_threadpool(ping_response, parsed, "upload")
+            answered: Response = _error(
+                400, "the file is not JSON (upload the file usage-ping export wrote)"
+            )
+        else:
+            answered = await run_in_threadpool(ping_response, parsed, "upload")
+            if isinstance(parsed, dict):
+                uuid = str(parsed.get("uuid", ""))
+        if "text/html" not in request.headers.get("accept", ""):
+            return answered
+        return _upload_result(answered, uuid)  # a browser's form post: the page, with the result
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        # Browsers ask for it on every page; an SVG answers for all of them (no 404 in consoles).
+        return Response(
+            _FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+        )
 
     @app.get("/health", summary="Liveness and database check")
     def health() -> dict[str, str]:
