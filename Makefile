@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bench-payload test lint typecheck pytest services bench clean
+.PHONY: bench-payload bench-collector test lint typecheck pytest services bench js clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,14 @@ $(STAMP): pyproject.toml
 services:
 	@bash scripts/ensure-services.sh
 
+# The browser tracking module: the official Snowplow browser tracker and our module, bundled by
+# esbuild from npm into the Python package (built here, never committed).
+JS_BUNDLE := src/usage_ping/tracking/static/usage-ping-tracking.js
+$(JS_BUNDLE): frontend/package.json frontend/package-lock.json $(wildcard frontend/src/*.js)
+	cd frontend && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && npm run --silent build
+
+js: $(JS_BUNDLE)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
@@ -22,7 +30,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) services
+pytest: $(STAMP) services $(JS_BUNDLE)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -36,5 +44,9 @@ bench: $(STAMP) services
 bench-payload: $(STAMP) services
 	$(BIN)/python benchmarks/payload.py $(BENCH_ARGS)
 
+# Ingest and dashboard times of the central service on PostgreSQL (and ingest on SQLite).
+bench-collector: $(STAMP) services
+	$(BIN)/python benchmarks/collector.py $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis frontend/node_modules $(JS_BUNDLE)

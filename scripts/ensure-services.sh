@@ -100,10 +100,17 @@ ensure_chromium() {
   [ -x /usr/bin/chromium ]
 }
 
+# `make js` bundles the browser tracking module with esbuild from npm.
+ensure_node() {
+  command -v npm >/dev/null 2>&1 && return 0
+  apt_install nodejs npm || return 1
+}
+
 ensure_postgres || missing+=("PostgreSQL (127.0.0.1:5432)")
 ensure_mariadb || missing+=("MariaDB (127.0.0.1:3306)")
 ensure_redis || missing+=("Redis (127.0.0.1:6379)")
 ensure_chromium || missing+=("Chromium (/usr/bin/chromium)")
+ensure_node || missing+=("Node.js and npm")
 
 if [ ${#missing[@]} -gt 0 ]; then
   for m in "${missing[@]}"; do log "NOT reachable: $m"; done
