@@ -100,6 +100,24 @@ ensure_chromium() {
   [ -x /usr/bin/chromium ]
 }
 
+# Prometheus and node_exporter for the topology tests. Installed only: the tests start their own
+# on free loopback ports with a generated configuration, so the Debian services are not started
+# here (and if the package's post-install started them under systemd, they are stopped again).
+ensure_prometheus() {
+  local want=()
+  [ -x /usr/bin/prometheus ] || want+=(prometheus)
+  [ -x /usr/bin/prometheus-node-exporter ] || want+=(prometheus-node-exporter)
+  [ ${#want[@]} -eq 0 ] && return 0
+  apt_install "${want[@]}" || return 1
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    local unit
+    for unit in "${want[@]}"; do
+      systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    done
+  fi
+  [ -x /usr/bin/prometheus ] && [ -x /usr/bin/prometheus-node-exporter ]
+}
+
 # `make js` bundles the browser tracking module with esbuild from npm.
 ensure_node() {
   command -v npm >/dev/null 2>&1 && return 0
@@ -111,6 +129,7 @@ ensure_mariadb || missing+=("MariaDB (127.0.0.1:3306)")
 ensure_redis || missing+=("Redis (127.0.0.1:6379)")
 ensure_chromium || missing+=("Chromium (/usr/bin/chromium)")
 ensure_node || missing+=("Node.js and npm")
+ensure_prometheus || missing+=("Prometheus and node_exporter (/usr/bin/prometheus, /usr/bin/prometheus-node-exporter)")
 
 if [ ${#missing[@]} -gt 0 ]; then
   for m in "${missing[@]}"; do log "NOT reachable: $m"; done
@@ -121,4 +140,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "tests that need these services will be skipped"
   exit 0
 fi
-log "PostgreSQL, MariaDB and Redis are reachable; Chromium is installed"
+log "PostgreSQL, MariaDB and Redis are reachable; Chromium, Node.js, Prometheus and node_exporter are installed"

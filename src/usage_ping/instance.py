@@ -180,6 +180,11 @@ class UsagePing:
     ) -> PayloadBuilder:
         """A payload builder for this instance (its categories, limits and facts)."""
         needs_events = any(m.data_source == "redis_hll" for m in self.dictionary.active())
+        topology = None
+        if self.settings.prometheus is not None:  # the topology block, read from Prometheus
+            from usage_ping.topology.block import Topology
+
+            topology = Topology(self.settings.prometheus)
         return PayloadBuilder(
             self.dictionary,
             engine=self.engine,
@@ -192,6 +197,7 @@ class UsagePing:
             mode=mode,
             on_outcome=on_outcome,
             clock=self.clock,
+            topology=topology,
         )
 
     def build(

@@ -16,11 +16,18 @@ Example ``usage-ping.yml`` (every key shown with its default)::
     collector_url: null                # the central service, e.g. https://usage.example.com
     send_attempts: 5                   # HTTP attempts per payload and run
     retention_days: 90                 # outbox rows are pruned after this
+    prometheus: null                   # the topology block's Prometheus, e.g.
+    #   url: http://127.0.0.1:9090       (no prometheus key: no topology block)
+    #   query_timeout_s: 5               hard deadline of one query
+    #   total_timeout_s: 15              hard deadline of the whole block
+    #   services: {web: web}             Prometheus job -> service name (see usage_ping.topology)
 
 Relative paths (metrics, events, SQLite files) are relative to the configuration file. Each key can
 be overridden by an environment variable ``USAGE_PING_<KEY>`` (``USAGE_PING_DATABASE_URL``...);
-lists there are comma-separated. A key the library does not know, or a value of the wrong type,
-is refused with the file and the key named.
+lists there are comma-separated; ``USAGE_PING_PROMETHEUS_URL``, ``..._QUERY_TIMEOUT_S`` and
+``..._TOTAL_TIMEOUT_S`` set the keys under ``prometheus`` (an empty URL removes the block). A key
+the library does not know, or a value of the wrong type, is refused with the file and the key
+named.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ import jsonschema
 import yaml
 
 from usage_ping.errors import UsagePingError
+from usage_ping.topology.config import SCHEMA as _PROMETHEUS_SCHEMA
+from usage_ping.topology.config import TopologySettings
 
 __all__ = ["CONFIG_ENV", "DEFAULT_CONFIG", "ConfigError", "Settings", "read_config"]
 
@@ -61,6 +70,7 @@ _SCHEMA: dict[str, Any] = {
         "collector_url": {"type": ["string", "null"], "pattern": "^https?://"},
         "send_attempts": {"type": "integer", "minimum": 1},
         "retention_days": {"type": "integer", "minimum": 1},
+        "prometheus": _PROMETHEUS_SCHEMA,
     },
 }
 
@@ -87,6 +97,8 @@ class Settings:
     collector_url: str | None = None
     send_attempts: int = 5
     retention_days: int = 90
+    prometheus: TopologySettings | None = None
+    """Where the topology block finds Prometheus (None: no topology block)."""
     source: str = "<defaults>"
     """Where the settings came from (for messages)."""
 
@@ -116,7 +128,10 @@ class Settings:
             data = read_config(file)
         base = file.resolve().parent
         for key, value in _overrides(env).items():
-            data[key] = value
+            if key == "prometheus" and value is not None:  # merged into the file's mapping
+                data[key] = {**(data.get("prometheus") or {}), **value}
+            else:
+                data[key] = value
         errors = sorted(
             jsonschema.Draft202012Validator(_SCHEMA).iter_errors(data), key=lambda e: e.path
         )
@@ -132,6 +147,11 @@ class Settings:
                 changes[key] = _sqlite_relative(base, value)
             elif key == "metric_timeout":
                 changes[key] = float(value)
+            elif key == "prometheus":
+                try:
+                    changes[key] = None if value is None else TopologySettings.from_mapping(value)
+                except ValueError as exc:
+                    raise ConfigError(f"{file}: prometheus: {exc}") from None
             else:
                 changes[key] = value
         if "metrics" not in data:
@@ -162,7 +182,10 @@ _KEYS = {f.name for f in fields(Settings)} - {"source"}
 def _overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """``USAGE_PING_<KEY>`` variables as typed values (YAML scalars; lists comma-separated)."""
     found: dict[str, Any] = {}
-    for key in sorted(_KEYS):
+    prometheus = _prometheus_overrides(env)
+    if prometheus != {}:
+        found["prometheus"] = prometheus
+    for key in sorted(_KEYS - {"prometheus"}):
         raw = env.get(f"USAGE_PING_{key.upper()}")
         if raw is None:
             continue
@@ -175,6 +198,26 @@ def _overrides(env: Mapping[str, str]) -> dict[str, Any]:
                 raise ConfigError(f"USAGE_PING_{key.upper()}: cannot read {raw!r}") from None
         else:
             found[key] = raw
+    return found
+
+
+def _prometheus_overrides(env: Mapping[str, str]) -> dict[str, Any] | None:
+    """``USAGE_PING_PROMETHEUS_*`` as keys of ``prometheus``; None when the URL is set empty."""
+    found: dict[str, Any] = {}
+    for key in ("url", "query_timeout_s", "total_timeout_s"):
+        name = f"USAGE_PING_PROMETHEUS_{key.upper()}"
+        raw = env.get(name)
+        if raw is None:
+            continue
+        if key == "url":
+            if not raw.strip():
+                return None
+            found[key] = raw.strip()
+            continue
+        try:
+            found[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"{name}: cannot read {raw!r}") from None
     return found
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from usage_ping import fallback
 from usage_ping.metrics import MetricDictionary
 from usage_ping.payload import FACT_KEYS, PayloadBuilder
+from usage_ping.payload.builder import TOPOLOGY_KEY
 from usage_ping.state import CATEGORIES
 
 __all__ = [
@@ -167,12 +168,15 @@ def drift(
     found: set[str] = set()
     unexpected: list[str] = []
 
+    # A fact's key (``license``) is a group of metrics when the dictionary puts metrics under it.
+    groups = {k.split(".", 1)[0] for k in known if "." in k}
+
     def walk(node: dict[str, Any], prefix: str) -> None:
         for key, value in node.items():
             path = f"{prefix}{key}"
             if path in known:
                 found.add(path)
-            elif not prefix and key in (*FACT_KEYS, "meta"):
+            elif not prefix and key in (*FACT_KEYS, "meta", TOPOLOGY_KEY) and key not in groups:
                 continue
             elif isinstance(value, dict) and value:
                 walk(value, path + ".")

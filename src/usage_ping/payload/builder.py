@@ -20,6 +20,12 @@ Modes:
   database's dialect), other metrics are described (their events, counter or callable);
 - ``non_sql``: compute everything except SQL; database metrics, and SQL counters called by
   callables, give -3 (:data:`~usage_ping.fallback.QUERIES_MODE`).
+
+With a :class:`~usage_ping.topology.Topology`, the payload also has the built-in ``topology`` block
+(an ``operational`` fact, so it follows that data category): built from Prometheus in a thread of
+its own while the metrics run, within its own deadline, in the values and non-SQL modes; in queries
+mode its value is the PromQL of each query by name. ``meta`` has an entry for it whose ``error``
+sums up the block's ``failures``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import registry
@@ -44,7 +50,7 @@ from usage_ping import sql
 from usage_ping.events.counter import EventCounter
 from usage_ping.events.plain import HasTotals
 from usage_ping.events.windows import TimeFrame
-from usage_ping.fallback import FAILED, QUERIES_MODE, Fallback, collecting, logger
+from usage_ping.fallback import FAILED, QUERIES_MODE, Fallback, collecting, logger, report
 from usage_ping.metrics import (
     CallableInstrumentation,
     DatabaseInstrumentation,
@@ -56,12 +62,28 @@ from usage_ping.metrics import (
 )
 from usage_ping.payload.facts import InstanceFacts
 
-__all__ = ["MetricOutcome", "Mode", "PayloadBuilder", "set_path"]
+if TYPE_CHECKING:
+    from usage_ping.topology.block import Topology
+
+__all__ = [
+    "TOPOLOGY_KEY",
+    "BuildContext",
+    "MetricOutcome",
+    "Mode",
+    "PayloadBuilder",
+    "current_build",
+    "set_path",
+]
 
 DEFAULT_METRIC_TIMEOUT = 60.0
 """Seconds one metric may take before it is given up (its value becomes -1)."""
 
 Mode = Literal["values", "queries", "non_sql"]
+
+TOPOLOGY_KEY = "topology"
+"""The top-level key of the built-in topology block."""
+TOPOLOGY_CATEGORY = "operational"
+"""The data category of the topology block: it is built only while the admin allows it."""
 
 _FRAME_OF: dict[str, TimeFrame] = {"7d": "weekly", "28d": "monthly"}
 
@@ -101,6 +123,46 @@ class _Run:
     today: date
     tables: dict[str, sa.Table] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What the build in progress offers callable metrics (see :func:`current_build`)."""
+
+    engine: sa.Engine | None
+    """The host's database (None when the builder has none)."""
+    events: EventCounter | None
+    """The event counter (None when the builder has none)."""
+    counters: Mapping[str, HasTotals]
+    """The plain counters, by prefix."""
+    today: date
+    """The payload's day (UTC): windows end where it begins."""
+    mode: Mode
+
+
+_CURRENT_BUILD: contextvars.ContextVar[BuildContext | None] = contextvars.ContextVar(
+    "usage_ping_current_build", default=None
+)
+
+
+def current_build() -> BuildContext:
+    """The build that is running the calling metric: its engine, event counter, counters and day.
+
+    For callable metrics that count in the host's database or read events, such as a grouped
+    count or an aggregated metric, so that they use what the builder was given.
+
+    Raises:
+        LookupError: called outside a payload build.
+
+    Example:
+        >>> def issues_by_state():  # a callable metric  # doctest: +SKIP
+        ...     build = current_build()
+        ...     return usage_ping.count(build.engine, select(issues).group_by(issues.c.state))
+    """
+    found = _CURRENT_BUILD.get()
+    if found is None:
+        raise LookupError("no payload is being built: current_build() is for callable metrics")
+    return found
 
 
 def set_path(tree: dict[str, Any], key_path: str, value: Any) -> None:
@@ -176,10 +238,12 @@ class PayloadBuilder:
         on_outcome: called (in the building thread) with each metric's outcome as it finishes,
             e.g. to advance a progress bar.
         clock: the current time (UTC), replaceable in tests.
+        topology: the Prometheus topology block's builder (none: no ``topology`` block).
 
     Raises:
-        ValueError: for a ``concurrency`` below 1, a metric whose key path is one of the facts,
-            or two plain counters that report the same total name.
+        ValueError: for a ``concurrency`` below 1, a metric whose key path is one of the facts
+            (or ``topology`` when there is a topology block), or two plain counters that report
+            the same total name.
 
     Example:
         >>> builder = PayloadBuilder(MetricDictionary.load("config/metrics"), engine=engine)
@@ -202,6 +266,7 @@ class PayloadBuilder:
         dialect: str | None = None,
         on_outcome: Callable[[MetricOutcome], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        topology: Topology | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -219,6 +284,7 @@ class PayloadBuilder:
         self.dialect_name = dialect
         self.on_outcome = on_outcome
         self.clock = clock
+        self.topology = topology
         owner: dict[str, str] = {}
         for prefix, counter in self.counters.items():
             for name in counter.metric_names():
@@ -229,6 +295,8 @@ class PayloadBuilder:
                     )
                 owner[name] = prefix
         taken = {"meta", "recorded_at", *facts.provided()} if facts else {"meta"}
+        if topology is not None:
+            taken.add(TOPOLOGY_KEY)
         for metric in dictionary.values():
             top = metric.key_path.split(".", 1)[0]
             if top in taken:
@@ -388,8 +456,19 @@ class PayloadBuilder:
         return self._outcomes(self.metrics(), _Run(today=self.clock().astimezone(UTC).date()))
 
     def _outcomes(self, metrics: list[MetricDefinition], run: _Run) -> list[MetricOutcome]:
+        context = BuildContext(self.engine, self.events, self.counters, run.today, self.mode)
+        token = _CURRENT_BUILD.set(context)
+        try:
+            return self._outcomes_in_context(metrics, run)
+        finally:
+            _CURRENT_BUILD.reset(token)
+
+    def _outcomes_in_context(
+        self, metrics: list[MetricDefinition], run: _Run
+    ) -> list[MetricOutcome]:
         with sql.memoized_bounds():
-            # Each metric runs in its own copy of this context: they share the bounds cache.
+            # Each metric runs in its own copy of this context: they share the bounds cache
+            # and the current build.
             tasks: queue.SimpleQueue[tuple[MetricDefinition, contextvars.Context]] = (
                 queue.SimpleQueue()
             )
@@ -477,6 +556,52 @@ class PayloadBuilder:
             meta.append(entry)
         return top
 
+    def _start_topology(self) -> Callable[[], tuple[Any, dict[str, Any]]] | None:
+        """Start the topology block; returns what waits for it (its value and its meta entry)."""
+        source = self.topology
+        if source is None or TOPOLOGY_CATEGORY not in self.categories:
+            return None
+        if self.mode == "queries":
+            described = source.describe()
+            return lambda: (described, {"key_path": TOPOLOGY_KEY, "duration_ms": 0.0})
+        started = time.perf_counter()
+        box: list[Any] = []
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box.append(source.collect())
+            except Exception as exc:  # collect() raises only to show a bug in tests
+                box.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="usage_ping-topology-block", daemon=True).start()
+
+        def wait() -> tuple[Any, dict[str, Any]]:
+            # collect() keeps its own deadline; this only guards against a bug in it.
+            done.wait(source.settings.total_timeout_s + 5.0)
+            duration = time.perf_counter() - started
+            block = box[0] if box else None
+            if isinstance(block, Exception):
+                report(block, "topology block")
+                block = source.unavailable(type(block).__name__, duration)
+            elif block is None:
+                block = source.unavailable("total_timeout", duration)
+            entry: dict[str, Any] = {
+                "key_path": TOPOLOGY_KEY,
+                "duration_ms": round(duration * 1000, 1),
+            }
+            failures: dict[str, str] = block["failures"]
+            if failures:
+                listed = ", ".join(f"{name}: {why}" for name, why in failures.items())
+                entry["error"] = (
+                    f"{len(failures)} of {len(source.queries)} Prometheus queries failed: {listed}"
+                )[:300]
+            return block, entry
+
+        return wait
+
     def build(self) -> dict[str, Any]:
         """The payload: the instance's facts, every computed metric, and ``meta``.
 
@@ -487,6 +612,7 @@ class PayloadBuilder:
         started = time.perf_counter()
         meta: list[dict[str, Any]] = []
         payload = self._facts(began, meta)
+        topology = self._start_topology()
         run = _Run(today=began.astimezone(UTC).date())
         for outcome in self._outcomes(self.metrics(), run):
             set_path(payload, outcome.key_path, outcome.value)
@@ -496,6 +622,9 @@ class PayloadBuilder:
             }
             if outcome.error is not None:
                 entry["error"] = outcome.error
+            meta.append(entry)
+        if topology is not None:
+            payload[TOPOLOGY_KEY], entry = topology()
             meta.append(entry)
         payload["meta"] = {
             "mode": self.mode,
