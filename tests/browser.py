@@ -40,9 +40,13 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless Chromium for the session."""
+    """Headless Chromium for the test module.
+
+    Not for the session: Playwright's sync API keeps an asyncio loop running in the main thread
+    while it is started, and tests elsewhere that call ``asyncio.run`` would then fail.
+    """
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         _unavailable(f"Chromium is not installed at {CHROMIUM}")
     with sync_playwright() as playwright:

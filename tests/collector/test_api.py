@@ -20,7 +20,7 @@ from tests.collector.conftest import SMALL_CARD, ping
 from usage_ping.collector.api import api_router, hash_token
 from usage_ping.collector.app import create_app
 from usage_ping.collector.settings import ServiceSettings
-from usage_ping.collector.storage import instances
+from usage_ping.collector.storage import dashboard_weeks, instances, pings
 
 pytestmark = pytest.mark.dialects("postgresql", "sqlite")
 
@@ -335,6 +335,51 @@ def test_weekly_aggregates_come_in_pages_of_weeks(api: Seeded) -> None:
         ("2026-W46", 1, 20.0),
         ("2026-W47", 1, 70.0),
     ]
+
+
+def test_whole_weeks_are_kept_until_a_ping_recorded_in_them_arrives(
+    api: Seeded, engine: sa.Engine
+) -> None:
+    """Across instances, each whole week is computed once and kept in dashboard_weeks; a week
+    gets computed again when a late ping recorded in it arrives, the others are read back."""
+    url = "/api/v1/metrics/counts.issues/series"
+    with engine.begin() as conn:  # the dataset arrived two hours ago
+        conn.execute(pings.update().values(received_at=datetime.now(UTC) - timedelta(hours=2)))
+    counted = api.get(url, aggregate="weekly")
+    with engine.connect() as conn:
+        kept = conn.execute(sa.select(dashboard_weeks)).all()
+    assert [
+        row.week_start.date().isoformat() for row in sorted(kept, key=lambda r: r.week_start)
+    ] == [
+        "2026-11-09",
+        "2026-11-16",
+        "2026-11-23",
+    ]
+    assert {row.series for row in kept} == {'["weekly", "counts.issues"]'}
+    # Mark the kept figures: what the API answers now comes from them.
+    with engine.begin() as conn:
+        for row in kept:
+            figures = json.loads(row.figures)
+            figures["week"]["avg"] = -1.0
+            conn.execute(
+                dashboard_weeks.update()
+                .where(dashboard_weeks.c.week_start == row.week_start)
+                .values(figures=json.dumps(figures))
+            )
+    marked = api.get(url, aggregate="weekly")["items"]
+    assert [w["avg"] for w in marked] == [-1.0, -1.0, -1.0]
+    assert [w["count"] for w in marked] == [w["count"] for w in counted["items"]]
+    # A late ping recorded in week 46: that week is computed again (d's 60 joins a, b and eu/c).
+    late = ping(uuid="d", recorded_at="2026-11-13T08:00:00Z", counts={"issues": 60})
+    assert api.client.post("/usage_data", json=late).status_code == 201
+    again = api.get(url, aggregate="weekly")["items"]
+    assert (again[0]["count"], again[0]["avg"]) == (4, 37.5)
+    assert [w["avg"] for w in again[1:]] == [-1.0, -1.0]
+    # Pages, cuts and one instance give the same weeks as before.
+    assert api.all_pages(url, aggregate="weekly", limit=1) == again
+    cut = api.get(url, aggregate="weekly", since="2026-11-12T00:00:00Z", until="2026-11-17T00:00")
+    assert [(w["week"], w["count"]) for w in cut["items"]] == [("2026-W46", 3)]
+    assert cut["items"][0]["avg"] == pytest.approx(130 / 3)  # a's 30, eu/c's 40, d's 60
 
 
 # -- errors ------------------------------------------------------------------------------------

@@ -13,11 +13,12 @@ from fastapi.testclient import TestClient
 
 from tests.collector.conftest import SMALL_CARD, ping
 from tests.collector.test_auth import OPERATORS, login
-from usage_ping.collector.dashboards.explorer import histogram
-from usage_ping.collector.dashboards.quality import load_quality
-from usage_ping.collector.dashboards.weeks import GRACE, ClosedWeeks, Weeks
+from usage_ping.collector.dashboards.explorer import histogram, load_exploration
+from usage_ping.collector.dashboards.overview import load_overview
+from usage_ping.collector.dashboards.quality import load_metric_report, load_quality
+from usage_ping.collector.dashboards.weeks import GRACE, ClosedWeeks, Codec, Weeks, first_ping_id
 from usage_ping.collector.settings import ServiceSettings
-from usage_ping.collector.storage import instances, pings
+from usage_ping.collector.storage import dashboard_weeks, instances, migrate, pings
 
 pytestmark = pytest.mark.dialects("postgresql", "sqlite")
 
@@ -556,3 +557,76 @@ def test_a_new_ping_of_the_current_week_shows_at_once(
     assert after[-1] == before[-1] + 1
     assert after[:-1] == before[:-1]
     assert "5 pings received since" in dashboard.get("/dashboard/metrics/qa").text
+
+
+TEXT = Codec[str](encode=lambda value: value, decode=str)
+
+
+def test_closed_weeks_are_kept_in_the_database_for_every_worker(engine: sa.Engine) -> None:
+    """Final weeks are stored once; another cache on the same database (another worker, or
+    after a restart) reads them and computes only the current week; clear() forgets them."""
+    migrate(engine)
+    asked: list[list[str]] = []
+
+    def compute(part: Weeks) -> list[str]:
+        asked.append(part.labels)
+        return [f"value of {label}" for label in part.labels]
+
+    weeks = Weeks.ending(NOW, 4)
+    expected = [f"value of {x}" for x in weeks.labels]
+    assert ClosedWeeks(engine=engine).series(("trend", "k"), weeks, compute, TEXT) == expected
+    worker = ClosedWeeks(engine=engine)
+    assert worker.series(("trend", "k"), weeks, compute, TEXT) == expected
+    assert asked == [weeks.labels, ["2026-11-16"]]
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(dashboard_weeks)).all()
+    assert sorted(row.week_start for row in stored) == list(weeks.starts[:3])
+    assert {row.series for row in stored} == {'["trend", "k"]'}
+    assert ClosedWeeks(engine=engine).series("no codec", weeks, compute) == expected
+    assert asked[-1] == weeks.labels  # without a codec, nothing is stored
+    # A week that ended less than GRACE ago is not final: never stored.
+    monday = datetime(2026, 11, 23, tzinfo=UTC)
+    ClosedWeeks(engine=engine).series("early", Weeks.ending(monday + GRACE / 2, 2), compute, TEXT)
+    ClosedWeeks(engine=engine).series("early", Weeks.ending(monday + GRACE / 2, 2), compute, TEXT)
+    assert asked[-1] == ["2026-11-16", "2026-11-23"]
+    worker.clear()
+    ClosedWeeks(engine=engine).series(("trend", "k"), weeks, compute, TEXT)
+    assert asked[-1] == weeks.labels
+
+
+def test_stored_weeks_give_the_figures_counted_from_the_pings(
+    dashboard: TestClient, engine: sa.Engine
+) -> None:
+    """Overview, metric QA and explorer figures read back from dashboard_weeks (by a fresh
+    cache) equal those counted from the pings without any cache."""
+    now = NOW + timedelta(days=14)  # the dataset's weeks have all ended
+
+    def pages(cache: ClosedWeeks | None) -> list[Any]:
+        with engine.connect() as conn:
+            return [
+                load_overview(conn, now, 26, cache=cache),
+                load_quality(conn, now, 12, cache=cache),
+                load_metric_report(conn, now, "counts_monthly.deployments", 12, cache=cache),
+                load_exploration(conn, now, "counts.issues", 26, cache=cache),
+            ]
+
+    counted = pages(None)
+    assert pages(ClosedWeeks(engine=engine)) == counted  # counted, then stored
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(sa.func.count()).select_from(dashboard_weeks)).scalar()
+    assert stored == 25 + 11 + 25  # the weeks that ended; the QA drill-down shares QA's
+    assert pages(ClosedWeeks(engine=engine)) == counted  # read back
+    assert counted[0].pings_total == 5
+    assert counted[1].failures[0].failed == 2  # inst-a's deployments, days 0 and 7
+
+
+def test_the_first_ping_id_of_a_window_is_the_smallest_received_since(
+    dashboard: TestClient, engine: sa.Engine
+) -> None:
+    """min(id) over the pings received at or after the moment; None after the last one."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(pings.c.id, pings.c.received_at)).all()
+        for row in rows:
+            expected = min(r.id for r in rows if r.received_at >= row.received_at)
+            assert first_ping_id(conn, row.received_at) == expected
+        assert first_ping_id(conn, max(r.received_at for r in rows) + timedelta(seconds=1)) is None

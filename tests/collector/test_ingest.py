@@ -67,6 +67,36 @@ def test_the_ping_is_flattened_and_its_meta_kept(client: TestClient, engine: sa.
     assert (raw.source, raw.version) == ("http", "16.2.0")
 
 
+def test_every_metric_row_is_stored_as_sent(client: TestClient, engine: sa.Engine) -> None:
+    """Hundreds of metrics, key paths with tabs, backslashes, quotes and non-ASCII text, and meta
+    entries without a duration or with a long error come back from the tables as they were sent
+    (PostgreSQL writes them with one COPY, SQLite with one executemany)."""
+    odd = {"tab\there": 1, "back\\slash": 2.5, "quote'\"": -3, "ünïcødé ✓": 4, "nul-free": 1e300}
+    many = {f"m{i:03d}": i * 1.5 for i in range(600)}
+    meta = {"metrics": [
+        {"key_path": "counts.m001", "duration_ms": None},
+        {"key_path": "counts.tab\there", "error": "E" * 400},
+        {"key_path": "counts.ünïcødé ✓", "duration_ms": 0.25, "error": "tab\tand\nnewline"},
+    ]}  # fmt: skip
+    answer = client.post("/usage_data", json=ping(counts={**odd, **many}, meta=meta))
+    assert answer.status_code == 201
+    with engine.connect() as conn:
+        rows: dict[str, float] = {
+            r.key_path: r.value
+            for r in conn.execute(sa.text("SELECT key_path, value FROM ping_metrics"))
+        }
+        stored = {r.key_path: (r.duration_ms, r.error)
+                  for r in conn.execute(sa.text("SELECT * FROM metric_meta"))}  # fmt: skip
+    for key, value in {**odd, **many}.items():
+        assert rows[f"counts.{key}"] == value
+    assert len(rows) == len(odd) + len(many) + 8  # and the 8 other numbers of ping()
+    assert stored == {
+        "counts.m001": (None, None),
+        "counts.tab\there": (None, "E" * 300),
+        "counts.ünïcødé ✓": (0.25, "tab\tand\nnewline"),
+    }
+
+
 def test_gzip_bodies_are_accepted(client: TestClient) -> None:
     """Content-Encoding: gzip is decoded."""
     body = gzip.compress(json.dumps(ping()).encode())
@@ -177,3 +207,27 @@ def test_migrations_match_the_tables(engine: sa.Engine, client: TestClient) -> N
         diff: list[Any] = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
     create_app(ServiceSettings(), engine=engine)  # migrating again is a no-op
+
+
+def test_the_instance_keeps_the_facts_of_its_latest_recorded_ping(
+    client: TestClient, engine: sa.Engine
+) -> None:
+    """A newer ping replaces the facts; an older one sent late only moves last_seen on."""
+
+    def instance() -> Any:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT * FROM instances")).one()
+
+    first = client.post("/usage_data", json=ping(days_ago=7, version="16.1.0")).json()
+    created = instance()
+    assert created.version == "16.1.0"
+    assert created.last_ping_id == first["conv_index"]["usage_data_id"]
+    newer = client.post("/usage_data", json=ping(days_ago=0, version="16.2.0")).json()
+    late = client.post("/usage_data", json=ping(days_ago=14, version="15.0.0")).json()
+    assert late["conv_index"]["usage_data_id"] > newer["conv_index"]["usage_data_id"]
+    final = instance()
+    assert final.version == "16.2.0"
+    assert final.last_ping_id == newer["conv_index"]["usage_data_id"]
+    assert final.first_seen == created.first_seen
+    assert final.last_seen > created.last_seen
+    assert _count(engine, "instances") == 1

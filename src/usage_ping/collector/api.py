@@ -17,7 +17,9 @@ Endpoints (all ``GET``; errors are ``{"error": "<message>"}`` like the rest of t
   ``aggregate=weekly``: per ISO week (UTC, Monday to Sunday, weeks without data left out) the
   count of instances, and the mean, median and 90th percentile of their values, each instance
   counted once with its latest value of the week. Percentiles interpolate linearly between
-  ranks (numpy's default, as the DevOps score's leaders).
+  ranks (numpy's default, as the DevOps score's leaders). Across all instances, whole weeks are
+  kept in ``dashboard_weeks`` once computed, and computed again when a ping recorded in them
+  arrives later.
 - ``/api/v1/export/metrics.parquet``: the flat metrics of ``[since, until)`` as one Parquet file
   (:mod:`usage_ping.collector.export`).
 
@@ -53,11 +55,12 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+from sqlalchemy.dialects import postgresql, sqlite
 from starlette.background import BackgroundTask
 
 from usage_ping.collector.export import PARQUET_MEDIA_TYPE, write_metrics
 from usage_ping.collector.settings import ServiceSettings
-from usage_ping.collector.storage import instances, ping_metrics, pings
+from usage_ping.collector.storage import dashboard_weeks, instances, ping_metrics, pings
 
 __all__ = [
     "MAX_LIMIT",
@@ -363,6 +366,165 @@ def _week_aggregate(monday: date, values: Collection[float]) -> WeekAggregate:
 def _monday(moment: datetime) -> date:
     day = moment.astimezone(UTC).date()
     return day - timedelta(days=day.weekday())
+
+
+# -- weekly aggregates kept in the database ----------------------------------------------------
+
+WEEK = timedelta(weeks=1)
+GRACE = timedelta(hours=1)
+"""Pings being stored are received at most this long before they commit (as the dashboards'
+closed weeks assume)."""
+
+
+def _week_of(
+    conn: sa.Connection, key_path: str, start: datetime, end: datetime
+) -> WeekAggregate | None:
+    """The aggregate of the pings recorded in [start, end) (one ISO week, or the part of it in
+    the requested range); None if none has the metric."""
+    values: dict[str, float] = {}
+    for uuid, value in conn.execute(
+        sa.select(pings.c.uuid, ping_metrics.c.value)
+        .join(ping_metrics, ping_metrics.c.ping_id == pings.c.id)
+        .where(
+            ping_metrics.c.key_path == key_path,
+            pings.c.recorded_at >= start,
+            pings.c.recorded_at < end,
+        )
+        .order_by(pings.c.recorded_at, pings.c.id)
+    ):
+        values[uuid] = value  # a later ping of the week replaces an earlier one
+    return _week_aggregate(_monday(start), values.values()) if values else None
+
+
+def _series_name(key_path: str) -> str:
+    return json.dumps(["weekly", key_path], ensure_ascii=False)
+
+
+def _stored(
+    conn: sa.Connection, name: str, first: datetime, last: datetime
+) -> dict[datetime, tuple[datetime, WeekAggregate | None]]:
+    """Kept weeks of a series: week start -> (when computed, aggregate or None for no data)."""
+    kept = {}
+    for week_start, figures in conn.execute(
+        sa.select(dashboard_weeks.c.week_start, dashboard_weeks.c.figures).where(
+            dashboard_weeks.c.series == name,
+            dashboard_weeks.c.week_start >= first,
+            dashboard_weeks.c.week_start <= last,
+        )
+    ):
+        data = json.loads(figures)
+        week = None if data["week"] is None else WeekAggregate.model_validate(data["week"])
+        kept[week_start] = (datetime.fromisoformat(data["at"]), week)
+    return kept
+
+
+def _changed_weeks(conn: sa.Connection, since: datetime) -> set[datetime]:
+    """Starts of the recorded weeks of the pings received since ``since`` (read from
+    ``ix_pings_received_at`` alone)."""
+    found = conn.execute(
+        sa.select(pings.c.recorded_at).where(pings.c.received_at >= since).distinct()
+    ).scalars()
+    return {datetime.combine(_monday(moment), time(), UTC) for moment in found}
+
+
+def _keep(engine: sa.Engine, name: str, computed: list[tuple[datetime, Any]]) -> None:
+    """Store (or replace) computed weeks: ``[(week start, {"at": ..., "week": ...})]``."""
+    rows = [
+        {"series": name, "week_start": start, "figures": json.dumps(figures)}
+        for start, figures in computed
+    ]
+    with engine.begin() as conn:
+        upsert = _UPSERTS.get(conn.dialect.name)
+        if upsert is not None:
+            statement = upsert(dashboard_weeks)
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[dashboard_weeks.c.series, dashboard_weeks.c.week_start],
+                    set_={"figures": statement.excluded.figures},
+                ),
+                rows,
+            )
+            return
+        for row in rows:
+            conn.execute(
+                dashboard_weeks.delete().where(
+                    dashboard_weeks.c.series == name,
+                    dashboard_weeks.c.week_start == row["week_start"],
+                )
+            )
+        conn.execute(dashboard_weeks.insert(), rows)
+
+
+_UPSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def _kept_weeks(
+    engine: sa.Engine,
+    conn: sa.Connection,
+    key_path: str,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> WeeklyPage:
+    """The weekly aggregates across instances, each whole week read from ``dashboard_weeks``
+    when kept and still valid, else computed from that week's pings alone and kept.
+
+    A week's aggregate changes only when a ping recorded in it arrives (late pings do): one
+    computed at ``at`` is still valid while no ping received since ``at - GRACE`` (every ping not
+    yet committed then was received after that) is recorded in the week. Weeks cut by ``since``
+    or ``until`` are computed and not kept. The result equals reading every row in order.
+    """
+    now = datetime.now(UTC)
+    bounds = conn.execute(
+        sa.select(sa.func.min(pings.c.recorded_at), sa.func.max(pings.c.recorded_at))
+    ).one()
+    if bounds[0] is None:
+        return WeeklyPage(key_path=key_path, aggregate="weekly", items=[], next_cursor=None)
+    low, high = bounds[0], bounds[1]
+    if since is not None:
+        low = max(low, since)
+    if until is not None:
+        high = min(high, until - timedelta(microseconds=1))
+    if cursor is not None:
+        (start,) = _decode_cursor(cursor, "weekly", str)
+        try:
+            low = max(low, datetime.combine(date.fromisoformat(start), time(), UTC))
+        except ValueError:
+            raise ApiError(422, _NOT_A_CURSOR) from None
+    first = datetime.combine(_monday(low), time(), UTC)
+    last = datetime.combine(_monday(high), time(), UTC) if high >= low else first - WEEK
+    name = _series_name(key_path)
+    keep = len(name) <= dashboard_weeks.c.series.type.length  # type: ignore[attr-defined]
+    kept = _stored(conn, name, first, last) if keep and last >= first else {}
+    changed = _changed_weeks(conn, min(at for at, _ in kept.values()) - GRACE) if kept else set()
+    items: list[WeekAggregate] = []
+    computed: list[tuple[datetime, Any]] = []
+    next_cursor = None
+    week_start = first
+    while week_start <= last:
+        week_end = week_start + WEEK
+        whole = (since is None or since <= week_start) and (until is None or until >= week_end)
+        found = kept.get(week_start) if whole and week_start not in changed else None
+        if found is not None:
+            week = found[1]
+        else:
+            lower = week_start if since is None else max(week_start, since)
+            upper = week_end if until is None else min(week_end, until)
+            week = _week_of(conn, key_path, lower, upper)
+            if whole and keep:
+                figures = None if week is None else week.model_dump(mode="json")
+                computed.append((week_start, {"at": now.isoformat(), "week": figures}))
+        if week is not None:
+            if len(items) == limit:
+                next_cursor = _encode_cursor("weekly", week_start.date().isoformat())
+                break
+            items.append(week)
+        week_start = week_end
+    if computed:
+        _keep(engine, name, computed)
+    return WeeklyPage(key_path=key_path, aggregate="weekly", items=items, next_cursor=next_cursor)
 
 
 # -- the router --------------------------------------------------------------------------------
@@ -723,6 +885,10 @@ def api_router(
         start, end = _range(since, until)
         with engine.connect() as conn:
             query = series_rows(conn, key_path, uuid, start, end)
+            if aggregate == "weekly" and uuid is None:
+                return _kept_weeks(
+                    engine, conn, key_path, since=start, until=end, limit=limit, cursor=cursor
+                )
             if aggregate == "weekly":
                 return weeks(key_path, query, conn, limit, cursor)
             return points(key_path, query, conn, limit, cursor)

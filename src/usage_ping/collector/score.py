@@ -89,6 +89,10 @@ class Leaders:
         if cached is not None and time.monotonic() - cached.at < self.ttl:
             return cached.leaders
         with self._lock:
+            # Threads that waited for the lock take what the first one computed.
+            cached = self._cached
+            if cached is not None and time.monotonic() - cached.at < self.ttl:
+                return cached.leaders
             leaders = self.compute(conn, now)
             self._cached = _Cached(time.monotonic(), leaders)
             return leaders

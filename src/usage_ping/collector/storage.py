@@ -4,8 +4,9 @@
 response it got; ``ping_metrics`` the same ping flattened to ``(ping, key_path, value)`` rows for
 analytics; ``metric_meta`` each metric's duration and error from the ping's ``meta`` block;
 ``instances`` the latest facts per instance; ``ping_errors`` and ``ping_metadata`` what instances
-report besides their pings. The schema is created and upgraded by Alembic
-(:func:`migrate`); PostgreSQL in production, SQLite as the embedded default.
+report besides their pings; ``dashboard_weeks`` the dashboards' figures of weeks that have ended.
+The schema is created and upgraded by Alembic (:func:`migrate`); PostgreSQL in production, SQLite
+as the embedded default.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from alembic.config import Config
 from usage_ping.state import LONG_TEXT, UTCDateTime
 
 __all__ = [
+    "dashboard_weeks",
     "instances",
     "metadata",
     "metric_meta",
@@ -64,7 +66,17 @@ pings = sa.Table(
     sa.Column("payload", LONG_TEXT, nullable=False),
     sa.Column("response", sa.Text),
     sa.UniqueConstraint("uuid", "recorded_at", name="uq_pings_uuid_recorded_at"),
-    sa.Index("ix_pings_received_at", "received_at"),
+    # Covering: a window's first ping id, its weekly counts, and the recorded weeks of the pings
+    # received since a moment read the index alone.
+    sa.Index(
+        "ix_pings_received_at",
+        "received_at",
+        "id",
+        "uuid",
+        "version",
+        "installation_type",
+        "recorded_at",
+    ),
     sa.Index("ix_pings_recorded_at", "recorded_at"),
 )
 
@@ -101,6 +113,17 @@ metric_meta = sa.Table(
         sqlite_where=sa.text("error IS NOT NULL"),
     ),
 )
+
+dashboard_weeks = sa.Table(
+    "dashboard_weeks",
+    metadata,
+    sa.Column("series", sa.String(300), primary_key=True),
+    sa.Column("week_start", UTCDateTime(), primary_key=True),
+    sa.Column("figures", LONG_TEXT, nullable=False),
+)
+"""The dashboards' figures of ISO weeks that have ended (final: pings are dated by arrival), as
+JSON per series and week, so that every worker and every restart reads them instead of counting
+them again (:class:`usage_ping.collector.dashboards.weeks.ClosedWeeks`)."""
 
 ping_errors = sa.Table(
     "ping_errors",

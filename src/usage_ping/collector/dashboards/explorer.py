@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from usage_ping.collector.dashboards import charts
 from usage_ping.collector.dashboards.instances import FAILED, is_failure
 from usage_ping.collector.dashboards.summaries import Summary, summarize
-from usage_ping.collector.dashboards.weeks import ClosedWeeks, Weeks, first_ping_id
+from usage_ping.collector.dashboards.weeks import ClosedWeeks, Codec, Weeks, first_ping_id
 from usage_ping.collector.storage import instances, ping_metrics, pings
 
 __all__ = [
@@ -103,6 +103,17 @@ class Exploration:
         return [distribution, trend]
 
 
+_CODEC = Codec[Summary | None](
+    encode=lambda s: None if s is None else [s.count, s.mean, s.maximum, list(s.quantiles)],
+    decode=lambda data: (
+        None
+        if data is None
+        else Summary(int(data[0]), float(data[1]), float(data[2]), tuple(float(q) for q in data[3]))
+    ),
+)
+"""A week of a key path's trend in ``dashboard_weeks``: ``[count, mean, max, [p50, p90]]``."""
+
+
 def _trend(conn: sa.Connection, part: Weeks, key_path: str) -> list[Summary | None]:
     trend: list[Summary | None] = [None] * part.count
     first_id = first_ping_id(conn, part.start)
@@ -164,7 +175,7 @@ def load_exploration(
         else:
             values.append(float(value))
     trend = (
-        cache.series(("trend", key_path), window, lambda part: _trend(conn, part, key_path))
+        cache.series(("trend", key_path), window, lambda part: _trend(conn, part, key_path), _CODEC)
         if cache is not None
         else _trend(conn, window, key_path)
     )

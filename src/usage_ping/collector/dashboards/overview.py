@@ -13,7 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from usage_ping.collector.dashboards import charts
-from usage_ping.collector.dashboards.weeks import ClosedWeeks, Weeks
+from usage_ping.collector.dashboards.weeks import ClosedWeeks, Codec, Weeks
 from usage_ping.collector.storage import instances, pings
 
 __all__ = ["OTHER", "Overview", "load_overview", "version_key"]
@@ -102,6 +102,13 @@ class _Week:
     versions: dict[str, int]
 
 
+_CODEC = Codec[_Week](
+    encode=lambda week: [week.pings, week.instances, week.versions],
+    decode=lambda data: _Week(int(data[0]), int(data[1]), dict(data[2])),
+)
+"""A week of the overview in ``dashboard_weeks``: ``[pings, instances, {version: pings}]``."""
+
+
 def _weeks(conn: sa.Connection, part: Weeks) -> list[_Week]:
     rows = (
         sa.select(
@@ -151,7 +158,7 @@ def load_overview(
     """
     window = Weeks.ending(now, weeks)
     per_week = (
-        cache.series("overview", window, lambda part: _weeks(conn, part))
+        cache.series("overview", window, lambda part: _weeks(conn, part), _CODEC)
         if cache is not None
         else _weeks(conn, window)
     )

@@ -113,7 +113,7 @@ class Dashboards:
         self.engine = engine
         self.clock = clock or (lambda: datetime.now(UTC))
         self.auth = OperatorAuth(settings.operators, settings.secret_key)
-        self.closed_weeks = ClosedWeeks()
+        self.closed_weeks = ClosedWeeks(engine=engine)
         self.assets = Assets()
         self.templates = _environment()
 

@@ -25,7 +25,7 @@ from usage_ping.collector.dashboards import charts
 from usage_ping.collector.dashboards.instances import Rows, is_failure
 from usage_ping.collector.dashboards.overview import version_key
 from usage_ping.collector.dashboards.summaries import Summary, summarize
-from usage_ping.collector.dashboards.weeks import ClosedWeeks, Weeks, first_ping_id
+from usage_ping.collector.dashboards.weeks import ClosedWeeks, Codec, Weeks, first_ping_id
 from usage_ping.collector.storage import metric_meta, ping_metrics, pings
 
 __all__ = [
@@ -79,6 +79,20 @@ class _Week:
     failures: dict[tuple[str, float, str, str], int]
 
 
+_CODEC = Codec[_Week](
+    encode=lambda week: [
+        [[*key, count] for key, count in week.pings.items()],
+        [[*key, count] for key, count in week.failures.items()],
+    ],
+    decode=lambda data: _Week(
+        {(v, t): int(n) for v, t, n in data[0]},
+        {(k, float(code), v, t): int(n) for k, code, v, t, n in data[1]},
+    ),
+)
+"""A week of metric QA in ``dashboard_weeks``: ``[[version, type, pings], ...]`` and
+``[[key_path, code, version, type, failed pings], ...]``."""
+
+
 def _weeks(conn: sa.Connection, part: Weeks) -> list[_Week]:
     weeks = [_Week({}, {}) for _ in range(part.count)]
     counted = (
@@ -128,7 +142,7 @@ def _weeks(conn: sa.Connection, part: Weeks) -> list[_Week]:
 def _window(conn: sa.Connection, window: Weeks, cache: ClosedWeeks | None) -> list[_Week]:
     if cache is None:
         return _weeks(conn, window)
-    return cache.series("quality", window, lambda part: _weeks(conn, part))
+    return cache.series("quality", window, lambda part: _weeks(conn, part), _CODEC)
 
 
 def _totals(weeks: list[_Week]) -> Totals:
@@ -147,7 +161,9 @@ def _failures(weeks: list[_Week], key_path: str | None = None) -> dict[str, Metr
         for (path, value, version, itype), count in week.failures.items():
             if key_path is not None and path != key_path:
                 continue
-            entry = found.setdefault(path, MetricFailures(path))
+            entry = found.get(path)
+            if entry is None:  # (setdefault would build a MetricFailures for every row)
+                entry = found[path] = MetricFailures(path)
             entry.failed += count
             entry.codes[value] += count
             entry.by_version[version] += count
@@ -387,7 +403,9 @@ def load_metric_report(
         key=lambda group: (-group.count, group.error),
     )
     duration = _durations(conn, window.start, key_path).get(key_path)
-    recent = conn.execute(
+    # The latest 20 failed pings first, then their errors: looking the error up for every
+    # failed ping of the window (thousands for a metric that fails often) cost more.
+    latest = (
         sa.select(
             pings.c.id,
             pings.c.uuid,
@@ -396,17 +414,9 @@ def load_metric_report(
             pings.c.installation_type,
             pings.c.received_at,
             ping_metrics.c.value,
-            metric_meta.c.error,
         )
         .select_from(ping_metrics)
         .join(pings, pings.c.id == ping_metrics.c.ping_id)
-        .outerjoin(
-            metric_meta,
-            sa.and_(
-                metric_meta.c.ping_id == ping_metrics.c.ping_id,
-                metric_meta.c.key_path == ping_metrics.c.key_path,
-            ),
-        )
         .where(
             ping_metrics.c.key_path == key_path,
             ping_metrics.c.ping_id >= first_id,
@@ -415,5 +425,15 @@ def load_metric_report(
         )
         .order_by(pings.c.received_at.desc(), pings.c.id.desc())
         .limit(20)
+        .subquery()
+    )
+    recent = conn.execute(
+        sa.select(latest, metric_meta.c.error)
+        .select_from(latest)
+        .outerjoin(
+            metric_meta,
+            sa.and_(metric_meta.c.ping_id == latest.c.id, metric_meta.c.key_path == key_path),
+        )
+        .order_by(latest.c.received_at.desc(), latest.c.id.desc())
     ).all()
     return MetricReport(key_path, window, totals, failures, errors, duration, recent)

@@ -10,18 +10,28 @@ the scan of those tables' primary keys ``(ping_id, key_path)`` into a short rang
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
-from usage_ping.collector.storage import pings
+from usage_ping.collector.storage import dashboard_weeks, pings
 
-__all__ = ["GRACE", "MAX_WEEKS", "ClosedWeeks", "Weeks", "first_ping_id", "parse_weeks"]
+__all__ = [
+    "GRACE",
+    "MAX_WEEKS",
+    "ClosedWeeks",
+    "Codec",
+    "Weeks",
+    "first_ping_id",
+    "parse_weeks",
+]
 
 T = TypeVar("T")
 
@@ -96,27 +106,45 @@ GRACE = timedelta(hours=1)
 _MISSING = object()
 
 
+@dataclass(frozen=True)
+class Codec(Generic[T]):
+    """How a series' weekly value is kept in ``dashboard_weeks``: to and from JSON data."""
+
+    encode: Callable[[T], Any]
+    decode: Callable[[Any], T]
+
+
 class ClosedWeeks:
-    """Figures of weeks that have ended, kept for the life of the process.
+    """Figures of weeks that have ended: in the process, and in the database when given one.
 
     ``received_at`` is the moment the service stored a ping, so nothing new can arrive in a week
     that has ended: its figures are final. A page computes the current week and the weeks it has
     not seen yet, and takes the others from here, so its cost follows one week of pings instead
     of the whole window. Each worker process keeps its own copy (bounded, least recently used
-    out first).
+    out first); with an ``engine``, series that have a :class:`Codec` are also kept in the
+    ``dashboard_weeks`` table, so that the other workers, and the process after a restart, read
+    a week's figures instead of counting them again (at 520,000 pings, counting 26 weeks took
+    300-400 ms, reading them a few milliseconds).
     """
 
-    def __init__(self, max_entries: int = 50_000) -> None:
+    def __init__(self, max_entries: int = 50_000, *, engine: sa.Engine | None = None) -> None:
         self.max_entries = max_entries
+        self.engine = engine
         self._entries: OrderedDict[tuple[Hashable, datetime], Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def series(self, key: Hashable, weeks: Weeks, compute: Callable[[Weeks], list[T]]) -> list[T]:
+    def series(
+        self,
+        key: Hashable,
+        weeks: Weeks,
+        compute: Callable[[Weeks], list[T]],
+        codec: Codec[T] | None = None,
+    ) -> list[T]:
         """One value per week of ``weeks``: cached ones, then ``compute(weeks.tail(first))``.
 
         ``compute`` gets the weeks from the first one not cached on (always at least the current
-        week) and returns one value per week; values of final weeks are kept. Values are shared
-        between requests: callers must not change them.
+        week) and returns one value per week; values of final weeks are kept (in the database
+        too with a ``codec``). Values are shared between requests: callers must not change them.
         """
         cached: list[T] = []
         with self._lock:
@@ -126,29 +154,107 @@ class ClosedWeeks:
                     break
                 self._entries.move_to_end((key, start))
                 cached.append(value)
+        final = weeks.now - GRACE
+        stored = (
+            self.engine is not None
+            and codec is not None
+            and len(_series(key)) <= dashboard_weeks.c.series.type.length  # type: ignore[attr-defined]
+        )
+        if stored and any(s + timedelta(weeks=1) <= final for s in weeks.starts[len(cached) :]):
+            assert codec is not None
+            found = self._load(key, weeks.tail(len(cached)), final, codec)
+            with self._lock:
+                for start, value in zip(weeks.starts[len(cached) :], found, strict=False):
+                    self._entries[(key, start)] = value
+            cached += found
         part = weeks.tail(len(cached))
         fresh = compute(part) if part.count else []
-        final = weeks.now - GRACE
+        done = [
+            (start, value)
+            for start, value in zip(part.starts, fresh, strict=True)
+            if start + timedelta(weeks=1) <= final
+        ]
         with self._lock:
-            for start, value in zip(part.starts, fresh, strict=True):
-                if start + timedelta(weeks=1) <= final:
-                    self._entries[(key, start)] = value
+            for start, value in done:
+                self._entries[(key, start)] = value
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+        if stored and done:
+            assert codec is not None
+            self._save(key, done, codec)
         return cached + fresh
+
+    def _load(self, key: Hashable, part: Weeks, final: datetime, codec: Codec[T]) -> list[T]:
+        """The stored values of the final weeks of ``part``, from its first week on, up to the
+        first week not stored."""
+        assert self.engine is not None
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(dashboard_weeks.c.week_start, dashboard_weeks.c.figures).where(
+                    dashboard_weeks.c.series == _series(key),
+                    dashboard_weeks.c.week_start >= part.start,
+                    dashboard_weeks.c.week_start <= final - timedelta(weeks=1),
+                )
+            ).all()
+        by_start = {row.week_start: row.figures for row in rows}
+        found: list[T] = []
+        for start in part.starts:
+            if start not in by_start:
+                break
+            found.append(codec.decode(json.loads(by_start[start])))
+        return found
+
+    def _save(self, key: Hashable, done: list[tuple[datetime, T]], codec: Codec[T]) -> None:
+        """Store final weeks; a week another worker stored meanwhile is left as it is (the same
+        figures: the week is final)."""
+        assert self.engine is not None
+        rows = [
+            {
+                "series": _series(key),
+                "week_start": start,
+                "figures": json.dumps(codec.encode(value), separators=(",", ":")),
+            }
+            for start, value in done
+        ]
+        with self.engine.begin() as conn:
+            upsert = _INSERTS.get(conn.dialect.name)
+            if upsert is not None:
+                conn.execute(upsert(dashboard_weeks).on_conflict_do_nothing(), rows)
+                return
+        for row in rows:  # other databases: one row at a time, duplicates refused
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(dashboard_weeks.insert(), row)
+            except sa.exc.IntegrityError:
+                pass
 
     def clear(self) -> None:
         """Forget every week (after pings were deleted or rewritten in the database)."""
         with self._lock:
             self._entries.clear()
+        if self.engine is not None:
+            with self.engine.begin() as conn:
+                conn.execute(dashboard_weeks.delete())
+
+
+_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+"""The dialects whose INSERT has ON CONFLICT DO NOTHING, and their insert constructs."""
+
+
+def _series(key: Hashable) -> str:
+    """A cache key as the text of ``dashboard_weeks.series``: ``overview``, ``["trend", "k"]``."""
+    return key if isinstance(key, str) else json.dumps(key, ensure_ascii=False)
 
 
 def first_ping_id(conn: sa.Connection, since: datetime) -> int | None:
     """The smallest id of the pings received since ``since`` (None: there are none).
 
-    Uses ``ix_pings_received_at`` (or, where ids follow arrival, the primary key read backwards).
+    Reads the range of ``ix_pings_received_at`` (received_at, id, ...) alone. The ``+ 0`` keeps
+    PostgreSQL from answering min(id) by walking the primary key from the oldest ping until one
+    is in the window: it expects the window's pings to be spread over all ids, but ids follow
+    arrival, so that walk read every older ping (300 ms at 520,000 pings).
     """
     found = conn.execute(
-        sa.select(sa.func.min(pings.c.id)).where(pings.c.received_at >= since)
+        sa.select(sa.func.min(pings.c.id + 0)).where(pings.c.received_at >= since)
     ).scalar()
     return None if found is None else int(found)
