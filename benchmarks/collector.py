@@ -1459,6 +1459,30 @@ score's leaders while one recomputed them take its result instead of recomputing
 process, pings of this load posted one after the other to an empty database: 30.5 ms per ping
 (33/s) before, 21 ms (47/s) after the COPY.
 
+**6. Ingest's Python side (ingest.py, flatten.py), measured 2026-11-22 03:25 UTC.** `flatten`
+is one recursive function writing into one dict, with exact type checks first and the integer
+bound a constant (it computed `2**1023` per leaf): 0.6-0.9 ms to 0.12-0.25 ms per ping, the same
+rows (a hypothesis comparison with the old function over 3,000 documents); `meta_rows` likewise,
+and a huge integer duration is now no duration instead of an OverflowError. The COPY data is
+PostgreSQL's binary format built in one `bytes` (key paths' encoded fields cached per process,
+at most 100,000) instead of psycopg's `write_row` per row. The hot path's statements (resend
+check, ping insert, the instance's upsert) are built once with bound parameters instead of per
+ping. On PostgreSQL the ping's id is taken from its sequence first, so the ping is inserted with
+its response and score: one INSERT instead of an INSERT and an UPDATE of the same row. In one
+process, these pings one after the other (json.loads included), old and new code alternated on
+the same busy machine: CPU 9.9-10.2 ms to 5.1 ms per ping, wall 53-62 ms to 32-37 ms.
+
+Through uvicorn on the shared machine (load average 5.9 to 7.1, other PostgreSQL backends busy
+at 60 % each): PostgreSQL empty, c=8 65 pings/s (p95 184 ms), c=32 71/s (p95 756 ms), httpx
+c=32 72/s. No better than before: the machine's two cores were full with other work, so these
+figures say nothing either way; a quiet-machine rerun is needed. PostgreSQL's share is untouched
+apart from the UPDATE; measured on a scratch table (3,000 pings loaded, then 300 more, one
+connection, synchronous_commit off, client time included), a ping's 500 metric rows cost 6.9 ms
+with text key paths, 6.3 ms with `COLLATE "C"`, 4.0 ms with integer key path ids, 4.3 ms without
+the `(key_path, ping_id, value)` index; its 500 meta rows 4.0 ms with text, 3.1 ms with ids.
+Integer key path ids (a `key_paths` dictionary, migration 0006, every reader joined) and
+compact meta are the next step and were not done here.
+
 ### What is left
 
 **Ingest is short of 200 pings/s on this machine.** CPU per ping, measured from /proc over 20 s

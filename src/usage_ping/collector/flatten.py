@@ -8,7 +8,6 @@ is read separately (:func:`meta_rows`). Any JSON document flattens without raisi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["MAX_KEY_PATH", "flatten", "meta_rows"]
@@ -16,20 +15,49 @@ __all__ = ["MAX_KEY_PATH", "flatten", "meta_rows"]
 MAX_KEY_PATH = 255
 """Key paths longer than this are not stored as rows (the raw payload keeps them)."""
 
+_MAX_DEPTH = 32
+"""Dicts nested deeper than this are not walked."""
 
-def _walk(node: Any, prefix: str, depth: int) -> Iterator[tuple[str, float]]:
-    if depth > 32 or not isinstance(node, dict):
-        return
+_INT_LIMIT = 2**1023
+"""Integers at or beyond this (in absolute value) are not made floats (they may not fit)."""
+
+
+def _walk(node: dict[Any, Any], prefix: str, depth: int, rows: dict[str, float]) -> None:
+    # A plain recursive function writing into one dict (not nested generators), and exact type
+    # checks first: ~500 leaves per ping make this part of every ingest's hot path.
     for key, value in node.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            yield from _walk(value, path + ".", depth + 1)
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                continue
+            number = value
+        elif kind is int:
+            if not -_INT_LIMIT < value < _INT_LIMIT:
+                continue
+            number = float(value)
+        elif kind is dict:
+            if depth < _MAX_DEPTH:
+                _walk(value, f"{prefix}{key}.", depth + 1, rows)
+            continue
+        elif kind is bool:
+            number = 1.0 if value else 0.0
+        elif isinstance(value, dict):  # subclasses: the same rules as above
+            if depth < _MAX_DEPTH:
+                _walk(value, f"{prefix}{key}.", depth + 1, rows)
+            continue
         elif isinstance(value, bool):
-            yield path, 1.0 if value else 0.0
-        elif isinstance(value, int | float):
-            number = float(value) if not isinstance(value, int) or abs(value) < 2**1023 else None
-            if number is not None and math.isfinite(number):
-                yield path, number
+            number = 1.0 if value else 0.0
+        elif isinstance(value, int):
+            if not -_INT_LIMIT < value < _INT_LIMIT:
+                continue
+            number = float(value)
+        elif isinstance(value, float) and math.isfinite(value):
+            number = float(value)
+        else:
+            continue
+        path = f"{prefix}{key}"
+        if 0 < len(path) <= MAX_KEY_PATH and "\x00" not in path:
+            rows[path] = number
 
 
 def flatten(payload: Any) -> dict[str, float]:
@@ -37,10 +65,7 @@ def flatten(payload: Any) -> dict[str, float]:
     if not isinstance(payload, dict):
         return {}
     rows: dict[str, float] = {}
-    body = {k: v for k, v in payload.items() if k != "meta"}
-    for path, value in _walk(body, "", 0):
-        if 0 < len(path) <= MAX_KEY_PATH and "\x00" not in path:
-            rows[path] = value
+    _walk({k: v for k, v in payload.items() if k != "meta"}, "", 0, rows)
     return rows
 
 
@@ -52,20 +77,19 @@ def meta_rows(payload: Any) -> dict[str, tuple[float | None, str | None]]:
     if not isinstance(entries, list):
         return rows
     for entry in entries:
-        if not isinstance(entry, dict):
+        if type(entry) is not dict and not isinstance(entry, dict):
             continue
         key = entry.get("key_path")
         if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_PATH or "\x00" in key:
             continue
         duration = entry.get("duration_ms")
         error = entry.get("error")
-        ms = (
-            float(duration)
-            if isinstance(duration, int | float)
-            and not isinstance(duration, bool)
-            and math.isfinite(float(duration))
-            else None
-        )
+        ms: float | None = None
+        if isinstance(duration, float):
+            ms = float(duration) if math.isfinite(duration) else None
+        elif isinstance(duration, int) and not isinstance(duration, bool):
+            # float() of a huge integer would raise: such a duration is no duration
+            ms = float(duration) if -_INT_LIMIT < duration < _INT_LIMIT else None
         text = str(error).replace("\x00", "")[:300] if error is not None else None
         rows[key] = (ms, text)
     return rows

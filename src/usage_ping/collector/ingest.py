@@ -9,6 +9,8 @@ answer) gets the very same response, ``usage_data_id`` included, and stores noth
 from __future__ import annotations
 
 import json
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -50,20 +52,62 @@ def _bounded(value: int | None) -> int | None:
     return value if value is not None and abs(value) < 2**62 else None
 
 
-_METRIC_COLUMNS = {"ping_id": "int8", "key_path": "varchar", "value": "float8"}
-_META_COLUMNS = {
-    "ping_id": "int8",
-    "key_path": "varchar",
-    "duration_ms": "float8",
-    "error": "varchar",
-}
-"""The columns of a ping's rows, with their PostgreSQL types for a binary COPY."""
+_METRIC_COLUMNS = ("ping_id", "key_path", "value")
+_META_COLUMNS = ("ping_id", "key_path", "duration_ms", "error")
+
+# PostgreSQL's binary COPY format, written here rather than row by row through psycopg's
+# ``write_row``: ~1,000 rows per ping made that call a large share of the service's time. A row
+# is its field count, then each field as its byte length and its big-endian value (-1: NULL).
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+_TRAILER = b"\xff\xff"
+_NULL = b"\xff\xff\xff\xff"
+_ROW_HEAD = struct.Struct(">hiq").pack  # field count, then the ping id (int8)
+_FLOAT8 = struct.Struct(">id").pack
+_LENGTH = struct.Struct(">i").pack
+_TEXT_FIELDS: dict[str, bytes] = {}
+"""Key paths as COPY fields (length + UTF-8), reused: the same few hundred recur in every ping."""
+
+
+def _text_field(text: str) -> bytes:
+    field = _TEXT_FIELDS.get(text)
+    if field is None:
+        encoded = text.encode()
+        field = _LENGTH(len(encoded)) + encoded
+        if len(_TEXT_FIELDS) >= 100_000:  # bounded: instances may send any key paths
+            _TEXT_FIELDS.clear()
+        _TEXT_FIELDS[text] = field
+    return field
+
+
+def _metric_copy(ping_id: int, flat: dict[str, float]) -> bytes:
+    head = _ROW_HEAD(3, 8, ping_id)
+    field = _text_field
+    return b"".join([head + field(k) + _FLOAT8(8, v) for k, v in flat.items()])
+
+
+def _meta_copy(ping_id: int, meta: dict[str, tuple[float | None, str | None]]) -> bytes:
+    head = _ROW_HEAD(4, 8, ping_id)
+    field = _text_field
+    parts = []
+    for key, (duration, error) in meta.items():
+        message = _NULL
+        if error is not None:
+            encoded = error.encode()
+            message = _LENGTH(len(encoded)) + encoded
+        parts.append(
+            head + field(key) + (_NULL if duration is None else _FLOAT8(8, duration)) + message
+        )
+    return b"".join(parts)
 
 
 def _insert_rows(
-    conn: sa.Connection, table: sa.Table, columns: dict[str, str], rows: list[tuple[Any, ...]]
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+    copy_data: Callable[[], bytes],
 ) -> None:
-    """Insert a ping's rows: one COPY on PostgreSQL (psycopg), else one executemany.
+    """Insert a ping's rows: one binary COPY on PostgreSQL (psycopg), else one executemany.
 
     A ping has hundreds of metrics: as single INSERTs (even pipelined) they took most of the
     ingest time; COPY sends them in one statement, inside the ping's transaction.
@@ -78,15 +122,56 @@ def _insert_rows(
             driver.cursor() as cursor,
             cursor.copy(f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
         ):
-            copy.set_types(list(columns.values()))
-            for row in rows:
-                copy.write_row(row)
+            copy.write(_SIGNATURE + copy_data() + _TRAILER)
         return
     conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
 
 
 _UPSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 """The dialects whose INSERT has ON CONFLICT DO UPDATE, and their insert constructs."""
+
+# The hot path's statements are built once, their values passed as parameters: building them
+# per ping (and SQLAlchemy's cache key of each) was a measurable share of a ping's time.
+_INSERT_PING = pings.insert()
+_SET_RESPONSE = (
+    pings.update()
+    .where(pings.c.id == sa.bindparam("ping"))
+    .values(response=sa.bindparam("response"), score=sa.bindparam("score"))
+)
+_NEXT_PING_ID = sa.select(sa.func.nextval(sa.func.pg_get_serial_sequence("pings", "id")))
+_SELECT_EXISTING = sa.select(pings.c.id, pings.c.response).where(
+    pings.c.uuid == sa.bindparam("uuid"), pings.c.recorded_at == sa.bindparam("recorded_at")
+)
+_FACTS = ("hostname", "version", "edition", "installation_type")
+
+
+def _upsert_statement(dialect: str) -> Any:
+    """The instance's INSERT ... ON CONFLICT DO UPDATE for ``dialect`` (None: it has none).
+
+    The row is made, or its last_seen moved on, and its latest facts replaced unless the
+    instance's current latest ping was recorded after this one (an old ping sent late).
+    """
+    upsert = _UPSERTS.get(dialect)
+    if upsert is None:
+        return None
+    statement = upsert(instances)
+    later = sa.exists().where(
+        pings.c.id == instances.c.last_ping_id,
+        pings.c.recorded_at > sa.bindparam("ping_recorded_at", type_=pings.c.recorded_at.type),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[instances.c.uuid],
+        set_={
+            "last_seen": statement.excluded.last_seen,
+            **{
+                name: sa.case((later, instances.c[name]), else_=statement.excluded[name])
+                for name in ("last_ping_id", *_FACTS)
+            },
+        },
+    )
+
+
+_UPSERT_STATEMENTS = {dialect: _upsert_statement(dialect) for dialect in _UPSERTS}
 
 
 def check(document: Any) -> tuple[str, datetime]:
@@ -118,11 +203,7 @@ class Ingestor:
         self.leaders = Leaders(card)
 
     def _existing(self, conn: sa.Connection, uuid: str, recorded_at: datetime) -> Stored | None:
-        found = conn.execute(
-            sa.select(pings.c.id, pings.c.response).where(
-                pings.c.uuid == uuid, pings.c.recorded_at == recorded_at
-            )
-        ).first()
+        found = conn.execute(_SELECT_EXISTING, {"uuid": uuid, "recorded_at": recorded_at}).first()
         if found is None:
             return None
         return Stored(json.loads(found.response or "{}"), created=False, ping_id=found.id)
@@ -162,44 +243,61 @@ class Ingestor:
         users = document.get("active_user_count")
         active_users = users if isinstance(users, int) and not isinstance(users, bool) else None
         leaders = self.leaders.get(conn, now)
-        ping_id = conn.execute(
-            pings.insert().values(
-                uuid=uuid,
-                recorded_at=recorded_at,
-                received_at=now,
-                source=source,
-                hostname=_text(document, "hostname", 255),
-                version=_text(document, "version", 64),
-                edition=_text(document, "edition", 32),
-                installation_type=_text(document, "installation_type", 64),
-                active_user_count=active_users
-                if active_users is None or abs(active_users) < 2**62
-                else None,
-                payload=to_json(document),
+        values = instance_values(flat, self.card)
+        row: dict[str, Any] = {
+            "uuid": uuid,
+            "recorded_at": recorded_at,
+            "received_at": now,
+            "source": source,
+            "hostname": _text(document, "hostname", 255),
+            "version": _text(document, "version", 64),
+            "edition": _text(document, "edition", 32),
+            "installation_type": _text(document, "installation_type", 64),
+            "active_user_count": _bounded(active_users),
+            "payload": to_json(document),
+        }
+        if conn.dialect.name == "postgresql":
+            # The id first, so that the ping is inserted with its response: one INSERT instead of
+            # an INSERT and an UPDATE of the same row.
+            ping_id = int(conn.execute(_NEXT_PING_ID).scalar_one())
+            response = {"conv_index": conv_index(ping_id, values, leaders)}
+            conn.execute(
+                _INSERT_PING,
+                {
+                    **row,
+                    "id": ping_id,
+                    "response": to_json(response),
+                    "score": response["conv_index"]["score"],
+                },
             )
-        ).inserted_primary_key[0]  # type: ignore[index]
+        else:
+            ping_id = int(conn.execute(_INSERT_PING, row).inserted_primary_key[0])  # type: ignore[index]
+            response = {"conv_index": conv_index(ping_id, values, leaders)}
+            conn.execute(
+                _SET_RESPONSE,
+                {
+                    "ping": ping_id,
+                    "response": to_json(response),
+                    "score": response["conv_index"]["score"],
+                },
+            )
+        meta = meta_rows(document)
         _insert_rows(
             conn,
             ping_metrics,
             _METRIC_COLUMNS,
             [(ping_id, k, v) for k, v in flat.items()],
+            lambda: _metric_copy(ping_id, flat),
         )
         _insert_rows(
             conn,
             metric_meta,
             _META_COLUMNS,
-            [(ping_id, k, d, e) for k, (d, e) in meta_rows(document).items()],
+            [(ping_id, k, d, e) for k, (d, e) in meta.items()],
+            lambda: _meta_copy(ping_id, meta),
         )
-        values = instance_values(flat, self.card)
-        response = {"conv_index": conv_index(int(ping_id), values, leaders)}
-        score = response["conv_index"]["score"]
-        conn.execute(
-            pings.update()
-            .where(pings.c.id == ping_id)
-            .values(response=to_json(response), score=score)
-        )
-        self._upsert_instance(conn, document, uuid, int(ping_id), recorded_at=recorded_at, now=now)
-        return Stored(response, created=True, ping_id=int(ping_id))
+        self._upsert_instance(conn, document, uuid, ping_id, recorded_at=recorded_at, now=now)
+        return Stored(response, created=True, ping_id=ping_id)
 
     @staticmethod
     def _upsert_instance(
@@ -217,31 +315,18 @@ class Ingestor:
             "edition": _text(document, "edition", 32),
             "installation_type": _text(document, "installation_type", 64),
         }
-        upsert = _UPSERTS.get(conn.dialect.name)
-        if upsert is not None:
-            # One statement where the database has INSERT ... ON CONFLICT: the row is made, or
-            # its last_seen moved on, and its latest facts replaced unless the instance's
-            # current latest ping was recorded after this one (an old ping sent late).
-            statement = upsert(instances).values(
-                uuid=uuid, first_seen=now, last_seen=now, last_ping_id=ping_id, **facts
-            )
-            later = sa.exists().where(
-                pings.c.id == instances.c.last_ping_id, pings.c.recorded_at > recorded_at
-            )
-            latest = ["last_ping_id", *facts]
+        statement = _UPSERT_STATEMENTS.get(conn.dialect.name)
+        if statement is not None:
             conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[instances.c.uuid],
-                    set_={
-                        "last_seen": statement.excluded.last_seen,
-                        **{
-                            name: sa.case(
-                                (later, instances.c[name]), else_=statement.excluded[name]
-                            )
-                            for name in latest
-                        },
-                    },
-                )
+                statement,
+                {
+                    "uuid": uuid,
+                    "first_seen": now,
+                    "last_seen": now,
+                    "last_ping_id": ping_id,
+                    "ping_recorded_at": recorded_at,
+                    **facts,
+                },
             )
             return
         current = conn.execute(
