@@ -9,6 +9,9 @@ Endpoints (all JSON; the OpenAPI documentation is at ``/docs``):
 - ``GET /upload`` and ``POST /upload``: the page and endpoint for payload files exported by
   air-gapped instances (``usage-ping export``).
 - ``GET /health``.
+- The Snowplow-compatible event collector (``GET /i``, ``GET|POST
+  /com.snowplowanalytics.snowplow/tp2``) and, when enabled, its Micro API (``/micro/...``):
+  :mod:`usage_ping.collector.snowplow`.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from usage_ping import __version__
 from usage_ping.collector.api import api_router
 from usage_ping.collector.dashboards import mount_dashboards
+from usage_ping.collector.dashboards.events import events_page_router
 from usage_ping.collector.ingest import Ingestor, InvalidPingError
 from usage_ping.collector.settings import ServiceSettings
+from usage_ping.collector.snowplow import mount_snowplow
+from usage_ping.collector.snowplow.api import events_api_router
 from usage_ping.collector.storage import migrate, ping_errors, ping_metadata
 from usage_ping.payload.serialize import to_json
 
@@ -290,6 +296,9 @@ def create_app(
 
     app.include_router(api_router(engine, settings))
     mount_dashboards(app, settings, engine)
+    mount_snowplow(app, settings, engine)
+    app.include_router(events_api_router(engine, settings))
+    app.include_router(events_page_router())
     return app
 
 

@@ -17,6 +17,20 @@ Example (the defaults)::
       leader_window_days: 35          # instances that pinged in this window make the leaders
       min_instances: 10               # fewer: the default leaders below are used
       default_leaders: {issues: 10.0, ...}
+    snowplow:                         # the Snowplow-compatible event collector
+      enabled: true                   # GET /i, GET|POST /com.snowplowanalytics.snowplow/tp2
+      allowed_origins: []             # CORS: [] echoes every Origin (as Snowplow does)
+      schema_dir: null                # the operator's Iglu schemas (vendor/name/jsonschema/1-0-0)
+      anonymise_ip_octets: 0          # IPv4: the last N octets become x (1-4)
+      anonymise_ip_segments: 0        # IPv6: the last N segments become x (1-8)
+      trust_forwarded_for: true       # the client address is X-Forwarded-For's first entry
+      cookie_enabled: true            # the network user id cookie
+      cookie_name: sp
+      cookie_domain: null
+      cookie_max_age_days: 365
+      cookie_secure: true             # SameSite=None needs Secure; browsers allow it on localhost
+      max_body_bytes: 1000000         # larger bodies become one bad row ("size violation")
+      micro: false                    # the Snowplow Micro testing API under /micro (no login!)
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ import jsonschema
 
 from usage_ping.settings import ConfigError, read_config
 
-__all__ = ["DEFAULT_FEATURES", "ScoreCard", "ServiceSettings"]
+__all__ = ["DEFAULT_FEATURES", "ScoreCard", "ServiceSettings", "SnowplowSettings"]
 
 DEFAULT_FEATURES: dict[str, str] = {
     "issues": "counts_monthly.issues",
@@ -73,6 +87,49 @@ class ScoreCard:
     default_leaders: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_LEADERS))
 
 
+@dataclass(frozen=True)
+class SnowplowSettings:
+    """The event collector (:mod:`usage_ping.collector.snowplow`)."""
+
+    enabled: bool = True
+    allowed_origins: tuple[str, ...] = ()
+    """Origins whose requests get CORS headers; empty: every Origin is echoed (Snowplow's way)."""
+    schema_dir: str | None = None
+    """The operator's Iglu schemas, laid out as ``vendor/name/jsonschema/version``."""
+    anonymise_ip_octets: int = 0
+    anonymise_ip_segments: int = 0
+    trust_forwarded_for: bool = True
+    cookie_enabled: bool = True
+    cookie_name: str = "sp"
+    cookie_domain: str | None = None
+    cookie_max_age_days: int = 365
+    cookie_secure: bool = True
+    max_body_bytes: int = 1_000_000
+    micro: bool = False
+    """The Snowplow Micro API (``/micro/...``): every event readable, and deletable by
+    ``/micro/reset``, without a login. For test and development services only."""
+
+
+_SNOWPLOW_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "enabled": {"type": "boolean"},
+        "allowed_origins": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "schema_dir": {"type": ["string", "null"], "minLength": 1},
+        "anonymise_ip_octets": {"type": "integer", "minimum": 0, "maximum": 4},
+        "anonymise_ip_segments": {"type": "integer", "minimum": 0, "maximum": 8},
+        "trust_forwarded_for": {"type": "boolean"},
+        "cookie_enabled": {"type": "boolean"},
+        "cookie_name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+        "cookie_domain": {"type": ["string", "null"], "minLength": 1},
+        "cookie_max_age_days": {"type": "integer", "minimum": 1},
+        "cookie_secure": {"type": "boolean"},
+        "max_body_bytes": {"type": "integer", "minimum": 1024},
+        "micro": {"type": "boolean"},
+    },
+}
+
 _SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -98,6 +155,7 @@ _SCHEMA: dict[str, Any] = {
                 "default_leaders": {"type": "object", "additionalProperties": {"type": "number"}},
             },
         },
+        "snowplow": _SNOWPLOW_SCHEMA,
     },
 }
 
@@ -115,6 +173,7 @@ class ServiceSettings:
     api_tokens: tuple[str, ...] = ()
     """SHA-256 hex digests of the tokens the BI API accepts (``hash_token`` in the api module)."""
     score: ScoreCard = field(default_factory=ScoreCard)
+    snowplow: SnowplowSettings = field(default_factory=SnowplowSettings)
 
     @classmethod
     def load(cls, path: Path | str) -> ServiceSettings:
@@ -126,7 +185,10 @@ class ServiceSettings:
             where = "/".join(str(p) for p in errors[0].absolute_path) or "(the file)"
             raise ConfigError(f"{file}: {where}: {errors[0].message}")
         score = ScoreCard(**data.pop("score", {}))
+        snowplow = dict(data.pop("snowplow", {}))
+        if "allowed_origins" in snowplow:
+            snowplow["allowed_origins"] = tuple(snowplow["allowed_origins"])
         if "api_tokens" in data:
             data["api_tokens"] = tuple(data["api_tokens"])
-        settings = cls(score=score)
+        settings = cls(score=score, snowplow=SnowplowSettings(**snowplow))
         return replace(settings, **data)
