@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bench-payload bench-collector test lint typecheck pytest services bench js clean
+.PHONY: demo bench-payload bench-collector test lint typecheck pytest services bench js clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ bench: $(STAMP) services
 # The payload at 1M and 10M rows on PostgreSQL (generates its own database on first run).
 bench-payload: $(STAMP) services
 	$(BIN)/python benchmarks/payload.py $(BENCH_ARGS)
+
+# The main job on embedded defaults (SQLite, the SQLite counter store, the central service in
+# this process): seed, track, build, send, print the score, then serve until Ctrl-C.
+# DEMO_ARGS passes options through, e.g. DEMO_ARGS="--scale 10" or "--no-serve".
+demo: $(STAMP)
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory js; \
+	else echo "npm not found: the demo's pages run without the browser tracking module"; fi
+	$(BIN)/usage-ping demo $(DEMO_ARGS)
 
 # Ingest and dashboard times of the central service on PostgreSQL (and ingest on SQLite).
 bench-collector: $(STAMP) services

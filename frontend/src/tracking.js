@@ -151,6 +151,9 @@ export function init(options = {}) {
       credentials: opts.credentials,
       respectDoNotTrack: opts.respectDoNotTrack,
       bufferSize: 1,
+      // A click that also navigates (a link, a form) must not cancel its own event: keepalive
+      // requests outlive the page that sent them.
+      keepalive: true,
       contexts: { webPage: true },
       ...(isPlainObject(opts.tracker) ? opts.tracker : {}),
     });

@@ -119,6 +119,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    from usage_ping.demo.cli import add_demo_actions, add_run_arguments
+
+    demo = commands.add_parser(
+        "demo",
+        help="the main job end to end on the demo platform (or: demo seed, demo simulate)",
+        description="Seed the demo platform, track a week of events, start the central service "
+        "in-process, build and send the payload, print the DevOps score, then serve the demo "
+        "platform, its admin page and the service's dashboards until Ctrl-C.",
+    )
+    add_run_arguments(demo)
+    add_demo_actions(demo.add_subparsers(dest="demo_action", metavar="ACTION"))
     service = commands.add_parser("service", help="central service administration")
     service_actions = service.add_subparsers(dest="action", required=True, metavar="ACTION")
     service_actions.add_parser("hash-password", help="hash an operator's password")
@@ -345,6 +356,16 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace, stdout: TextIO) -> int:
+    if getattr(args, "demo_action", None):  # demo seed | demo simulate
+        from usage_ping.demo.cli import run as run_action
+
+        return run_action(args, stdout)
+    from usage_ping.demo.run import run as run_demo  # the web stack: imported only here
+
+    return run_demo(args, stdout if stdout is not sys.stdout else None)
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit code."""
     stdout = out or sys.stdout
@@ -353,6 +374,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         "metrics": lambda: _metrics(args, stdout),
         "serve": lambda: _serve(args),
         "service": lambda: _hash_password(stdout),
+        "demo": lambda: _demo(args, stdout),
     }
     try:
         if args.command in standalone:
