@@ -9,22 +9,19 @@ and the network must report nothing wrong, and a screenshot is saved under artif
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from fastapi.testclient import TestClient
 
 from tests.browser import Watched
 from tests.collector.conftest import SMALL_CARD, ping
 from tests.collector.test_auth import OPERATORS, PASSWORD
 from tests.collector.test_dashboards import NOW, PAGES, dataset, seed
+from tests.serving import serve
 from usage_ping.collector.app import create_app
 from usage_ping.collector.settings import ServiceSettings
 from usage_ping.collector.storage import pings
@@ -47,12 +44,6 @@ _PLOTS = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(engine: sa.Engine) -> Iterator[str]:
     """The service with one operator and the dashboards' dataset, its clock at NOW, served by
@@ -66,17 +57,8 @@ def served(engine: sa.Engine) -> Iterator[str]:
     app = create_app(settings, engine=engine)
     app.state.dashboards.clock = lambda: NOW
     seed(TestClient(app), engine, dataset())
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app) as url:
+        yield url
 
 
 def log_in(watched: Watched, base: str) -> None:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
 from tests.instance_files import make_instance
+from tests.serving import serve
 from usage_ping.cli import main
 from usage_ping.collector.app import create_app
 from usage_ping.collector.settings import ServiceSettings
@@ -21,28 +18,13 @@ from usage_ping.instance import UsagePing
 from usage_ping.state import outbox_table
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[tuple[str, sa.Engine]]:
     """The service on SQLite, served by uvicorn in a thread; yields its URL and database."""
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'service.db'}")
     app = create_app(ServiceSettings(), engine=engine)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", engine
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app) as url:
+        yield url, engine
     engine.dispose()
 
 

@@ -11,28 +11,19 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
 from tests.browser import Watched
+from tests.serving import free_port, serve
 from usage_ping import tracking
 from usage_ping.demo.app import ADMIN_PATH, create_demo_app
 from usage_ping.demo.run import DemoRun, add_arguments, prepare
 from usage_ping.demo.seed import DEMO_PASSWORD
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -41,8 +32,8 @@ def demo(tmp_path: Path) -> Iterator[tuple[DemoRun, str, str]]:
     demo's URL and what the run printed."""
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    port = _free_port()
-    workdir, service_port = str(tmp_path / "demo"), str(_free_port())
+    port = free_port()
+    workdir, service_port = str(tmp_path / "demo"), str(free_port())
     args = parser.parse_args(
         ["--workdir", workdir, "--port", str(port), "--service-port", service_port]
     )
@@ -51,18 +42,10 @@ def demo(tmp_path: Path) -> Iterator[tuple[DemoRun, str, str]]:
 
     run = prepare(args, Console(file=printed, width=120))
     app = create_demo_app(run.ping, secret_key="k" * 32, service_url=run.service_url)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield run, f"http://127.0.0.1:{port}", printed.getvalue()
+        with serve(app, port) as url:
+            yield run, url, printed.getvalue()
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         run.stop()
         tracking.configure(enabled=False)
 

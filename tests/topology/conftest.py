@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.serving import serve
 from tests.topology.servers import (
     FAST_REQUESTS,
     SLOW_REQUESTS,
@@ -21,7 +22,6 @@ from tests.topology.servers import (
     node_exporter,
     prometheus,
     query_value,
-    serve,
     wait_for,
 )
 

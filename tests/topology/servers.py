@@ -23,10 +23,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from tests.serving import free_port
 from usage_ping.topology import TopologySettings
 from usage_ping.topology.exporter import RequestMetrics, instrument
 
@@ -57,12 +57,6 @@ class Stack:
         """Settings for this Prometheus, with the tests' window and the web job mapped."""
         options: dict[str, Any] = {"window": TEST_WINDOW, "services": SERVICES, **changes}
         return TopologySettings(self.prometheus, **options)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def unavailable(message: str) -> None:
@@ -113,24 +107,6 @@ def make_app(metrics: RequestMetrics) -> FastAPI:
 
     instrument(app, metrics)
     return app
-
-
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread on a free loopback port; yields its URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 # -- Debian's binaries ------------------------------------------------------------------------

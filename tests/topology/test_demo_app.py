@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.topology.servers import node_exporter, prometheus, query_value, serve, wait_for
+from tests.serving import serve
+from tests.topology.servers import node_exporter, prometheus, query_value, wait_for
 from usage_ping.demo.app import create_demo_app
 from usage_ping.demo.config import demo_counters, write_config
 from usage_ping.demo.seed import seed

@@ -9,8 +9,6 @@ against the bundled Iglu schema. Nothing lands in bad.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
 from tests.browser import Watched
+from tests.serving import serve
 from tests.tracking.test_frontend import PageServer, bundle, host, page_with, script_tag
 from usage_ping.collector.app import create_app
 from usage_ping.collector.settings import ServiceSettings, SnowplowSettings
@@ -30,28 +28,13 @@ from usage_ping.tracking import STANDARD_CONTEXT_SCHEMA, Tracking, TrackingConfi
 __all__ = ["bundle", "host"]  # the fixtures of test_frontend, used here too
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[str]:
     """The central service with its collector and the Micro API, on SQLite; yields its URL."""
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'service.db'}")
     app = create_app(ServiceSettings(snowplow=SnowplowSettings(micro=True)), engine=engine)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app) as url:
+        yield url
     engine.dispose()
 
 

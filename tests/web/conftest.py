@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.instance_files import make_instance
-from tests.web.host import create_host, serve
+from tests.serving import serve
+from tests.web.host import create_host
 from usage_ping.events import Counter, FeatureFlags, HashCounter
 from usage_ping.instance import UsagePing
 from usage_ping.web import API_FLAG

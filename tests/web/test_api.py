@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from tests.serving import serve
 from tests.web.conftest import Host, HostFactory, write_instance
-from tests.web.host import csrf_ok, csrf_token, current_user_id, is_admin, serve, signed_in
+from tests.web.host import csrf_ok, csrf_token, current_user_id, is_admin, signed_in
 from usage_ping.events import Counter
 from usage_ping.instance import UsagePing
 from usage_ping.store import SQLiteStore

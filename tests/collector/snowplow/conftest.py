@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from fastapi.testclient import TestClient
 
+from tests.serving import serve
 from usage_ping.collector.app import create_app
 from usage_ping.collector.settings import ServiceSettings, SnowplowSettings
 
@@ -56,24 +53,9 @@ def client(engine: sa.Engine, snowplow_settings: SnowplowSettings) -> Iterator[T
         yield test_client
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(engine: sa.Engine, snowplow_settings: SnowplowSettings) -> Iterator[str]:
     """The service served by uvicorn on a loopback port; yields its URL."""
     app = create_app(ServiceSettings(snowplow=snowplow_settings), engine=engine)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app) as url:
+        yield url

@@ -3,9 +3,6 @@ events, the ``/api/v1/events`` routes and the events page."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,12 +10,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from fastapi.testclient import TestClient
 
 from tests.browser import Watched
 from tests.collector.test_auth import OPERATORS, PASSWORD, login
 from tests.collector.test_dashboards import parse, points
+from tests.serving import serve
 from usage_ping.collector.api import hash_token
 from usage_ping.collector.app import create_app
 from usage_ping.collector.settings import ServiceSettings
@@ -449,12 +446,6 @@ def test_the_page_explains_a_bad_step(app_client: TestClient) -> None:
 # -- in a browser ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(stored: sa.Engine) -> Iterator[str]:
     settings = ServiceSettings(
@@ -462,17 +453,8 @@ def served(stored: sa.Engine) -> Iterator[str]:
     )
     app = create_app(settings, engine=stored)
     app.state.dashboards.clock = lambda: NOW
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app) as url:
+        yield url
 
 
 _DRAWN = """
