@@ -67,6 +67,7 @@ __all__ = [
     "ApiError",
     "Tokens",
     "api_router",
+    "check_bearer",
     "hash_token",
 ]
 
@@ -548,6 +549,26 @@ _NO_TOKENS = (
 )
 
 
+def check_bearer(credentials: HTTPAuthorizationCredentials | None, digests: list[str]) -> None:
+    """Raise :class:`ApiError` unless ``credentials`` carry a token whose SHA-256 digest is one
+    of ``digests``: 403 when none is configured, 401 without a token or with an unknown one."""
+    if not digests:
+        raise ApiError(403, _NO_TOKENS)
+    if credentials is None:
+        raise ApiError(
+            401,
+            "this API needs a token: send Authorization: Bearer <token>",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    presented = hash_token(credentials.credentials)
+    if not any(hmac.compare_digest(presented, digest) for digest in digests):
+        raise ApiError(
+            401,
+            "the API token is not valid",
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+
+
 def api_router(
     engine: sa.Engine, settings: ServiceSettings, tokens: Tokens | None = None
 ) -> APIRouter:
@@ -571,22 +592,7 @@ def api_router(
         source = _digests(source)
 
     def require_token(credentials: _Credentials) -> None:
-        digests = _digests(source)
-        if not digests:
-            raise ApiError(403, _NO_TOKENS)
-        if credentials is None:
-            raise ApiError(
-                401,
-                "this API needs a token: send Authorization: Bearer <token>",
-                {"WWW-Authenticate": "Bearer"},
-            )
-        presented = hash_token(credentials.credentials)
-        if not any(hmac.compare_digest(presented, digest) for digest in digests):
-            raise ApiError(
-                401,
-                "the API token is not valid",
-                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
+        check_bearer(credentials, _digests(source))
 
     router = APIRouter(
         prefix="/api/v1",

@@ -25,7 +25,6 @@ parameter.
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -36,14 +35,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 # The BI API's error handling and token checks, shared so that both answer alike.
-from usage_ping.collector.api import (
-    _NO_TOKENS,
-    ApiError,
-    ErrorBody,
-    _ApiRoute,
-    _digests,
-    hash_token,
-)
+from usage_ping.collector.api import ApiError, ErrorBody, _ApiRoute, _digests, check_bearer
 from usage_ping.collector.settings import ServiceSettings
 from usage_ping.collector.snowplow.analytics import (
     MAX_STEPS,
@@ -177,15 +169,7 @@ def events_api_router(engine: sa.Engine, settings: ServiceSettings) -> APIRouter
                 "log in to the dashboards, or send a BI API token: Authorization: Bearer <token>",
                 {"WWW-Authenticate": "Bearer"},
             )
-        if not digests:
-            raise ApiError(403, _NO_TOKENS)
-        presented = hash_token(credentials.credentials)
-        if not any(hmac.compare_digest(presented, digest) for digest in digests):
-            raise ApiError(
-                401,
-                "the API token is not valid",
-                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
+        check_bearer(credentials, digests)
 
     router = APIRouter(
         prefix="/api/v1/events",
