@@ -8,13 +8,14 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import importlib.util
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+from usage_ping.web.assets import plotly_js_path  # the one place that finds plotly.min.js
 
 __all__ = ["NAMES", "STATIC_PREFIX", "Assets", "plotly_js_path"]
 
@@ -24,14 +25,6 @@ NAMES = frozenset({"plotly.min.js", "dashboards.css"})
 """The files served under ``STATIC_PREFIX``."""
 
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-
-
-def plotly_js_path() -> Path:
-    """``plotly.min.js`` of the installed plotly package (found without importing plotly)."""
-    spec = importlib.util.find_spec("plotly")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("plotly is not installed: install usage-ping[service]")
-    return Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
 
 
 @dataclass(frozen=True)
