@@ -231,3 +231,17 @@ def test_the_instance_keeps_the_facts_of_its_latest_recorded_ping(
     assert final.first_seen == created.first_seen
     assert final.last_seen > created.last_seen
     assert _count(engine, "instances") == 1
+
+
+def test_another_instances_later_ping_does_not_hold_back_this_ones_facts(
+    client: TestClient, engine: sa.Engine
+) -> None:
+    """Only the instance's own latest ping decides whether a ping's facts replace the stored ones:
+    a later ping of another instance must not keep an instance on its old version."""
+    client.post("/usage_data", json=ping("instance-b", days_ago=14, version="15.0.0"))
+    client.post("/usage_data", json=ping("instance-c", days_ago=0, version="16.3.0"))
+    newer = client.post("/usage_data", json=ping("instance-b", days_ago=7, version="16.1.0"))
+    with engine.connect() as conn:
+        b = conn.execute(sa.text("SELECT * FROM instances WHERE uuid = 'instance-b'")).one()
+    assert b.version == "16.1.0"
+    assert b.last_ping_id == newer.json()["conv_index"]["usage_data_id"]

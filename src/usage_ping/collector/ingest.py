@@ -155,8 +155,11 @@ def _upsert_statement(dialect: str) -> Any:
     if upsert is None:
         return None
     statement = upsert(instances)
+    # The row in conflict's own latest ping. Named as literal SQL: an INSERT offers no FROM to
+    # correlate with, so instances.c.last_ping_id made the subquery join every instance with its
+    # latest ping, and any instance's later ping kept this one's facts (and was slow).
     later = sa.exists().where(
-        pings.c.id == instances.c.last_ping_id,
+        pings.c.id == sa.literal_column("instances.last_ping_id"),
         pings.c.recorded_at > sa.bindparam("ping_recorded_at", type_=pings.c.recorded_at.type),
     )
     return statement.on_conflict_do_update(
