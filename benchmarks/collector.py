@@ -1,7 +1,7 @@
 """Benchmark: the central service (``usage_ping.collector``) under load, on PostgreSQL and SQLite.
 
-The service runs as it does in production: ``uvicorn usage_ping.collector.app:app_from_env
---factory --workers 2`` on a loopback port, configured through ``$USAGE_PING_SERVICE_CONFIG``
+The service runs as it does in production: ``usage-ping serve --workers 2`` (each worker on its own
+``SO_REUSEPORT`` socket) on a loopback port, configured through ``$USAGE_PING_SERVICE_CONFIG``
 (one operator, one API token, the ingest rate limit raised). Measured side by side in one run:
 
 1. ingest: a load generator in another process posts GitLab-shaped pings of ~500 numeric metrics
@@ -62,6 +62,7 @@ import sqlalchemy as sa
 import yaml
 
 import usage_ping
+from servers import server_command  # benchmarks/servers.py
 from usage_ping.collector.api import hash_token
 from usage_ping.collector.app import SERVICE_CONFIG_ENV
 from usage_ping.collector.auth import hash_password
@@ -320,7 +321,9 @@ def free_port() -> int:
 class Service:
     """uvicorn serving ``app_from_env`` on a loopback port, as a subprocess."""
 
-    def __init__(self, database_url: str, workers: int, workdir: Path, name: str) -> None:
+    def __init__(
+        self, database_url: str, workers: int, workdir: Path, name: str, server: str = "usage-ping"
+    ) -> None:
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -340,11 +343,7 @@ class Service:
         self._log = self.log_path.open("w")
         env = {**os.environ, SERVICE_CONFIG_ENV: str(config)}
         self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "uvicorn", "usage_ping.collector.app:app_from_env",
-                "--factory", "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(workers), "--log-level", "info", "--no-access-log",
-            ],
+            server_command(server, self.port, workers),
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -997,6 +996,12 @@ class IngestRow:
     result: LoadResult
     busy_cores: float
     server_errors: list[str]
+    server: str = "usage-ping"
+
+    @property
+    def counts(self) -> bool:
+        """Whether the target applies: PostgreSQL served by ``usage-ping serve``."""
+        return self.backend == "PostgreSQL" and self.server == "usage-ping"
 
     @property
     def met(self) -> str:
@@ -1020,12 +1025,15 @@ def measure_ingest(
     concurrencies: Sequence[int],
     args: argparse.Namespace,
     client: str = "raw",
+    server: str = "usage-ping",
 ) -> list[IngestRow]:
     rows = []
-    name = f"{backend}-{workers}w-{data.split(maxsplit=1)[0]}".replace(",", "")
-    with Service(database_url, workers, workdir, name) as service:
+    name = f"{backend}-{workers}w-{server}-{data.split(maxsplit=1)[0]}".replace(",", "")
+    with Service(database_url, workers, workdir, name, server) as service:
         for concurrency in concurrencies:
-            log(f"ingest {backend}, {workers} worker(s), {client} c={concurrency} ({data})")
+            log(
+                f"ingest {backend}, {server} {workers} worker(s), {client} c={concurrency} ({data})"
+            )
             with CpuWatch() as watch:
                 result = generate_load(
                     service.url,
@@ -1036,7 +1044,7 @@ def measure_ingest(
                     client=client,
                 )
             row = IngestRow(
-                backend, workers, client, data, result, watch.share.cores, service.errors()
+                backend, workers, client, data, result, watch.share.cores, service.errors(), server
             )
             log(
                 f"  {result.rate:.1f} pings/s, p50 {result.quantile(50) or 0:.0f} ms, "
@@ -1131,6 +1139,17 @@ def measure(args: argparse.Namespace, workdir: Path) -> Run:
         args=args,
         client="httpx",
     )
+    # The same load on uvicorn's own --workers (one shared socket), for comparison.
+    ingest += measure_ingest(
+        plain,
+        workdir,
+        backend="PostgreSQL",
+        workers=2,
+        data="empty",
+        concurrencies=[middle],
+        args=args,
+        server="uvicorn",
+    )
     if not args.skip_sqlite:
         for workers in (2, 1):
             path = workdir / f"sqlite-{workers}.sqlite3"
@@ -1201,16 +1220,16 @@ def ingest_table(rows: Sequence[IngestRow]) -> str:
         r = row.result
         errors = ", ".join(f"{k} {v}" for k, v in r.errors.items()) or "0"
         body.append([
-            row.backend, row.data, str(row.workers), row.client, str(r.concurrency),
+            row.backend, row.data, row.server, str(row.workers), row.client, str(r.concurrency),
             f"{r.rate:,.1f}", _ms(r.quantile(50)), _ms(r.quantile(95)), _ms(r.quantile(99)),
-            f"{r.ok:,}", errors, f"{row.busy_cores:.2f}", row.met if row.backend == "PostgreSQL"
+            f"{r.ok:,}", errors, f"{row.busy_cores:.2f}", row.met if row.counts
             else "(comparison)",
         ])  # fmt: skip
     return table(
-        ["database", "data", "workers", "client", "c", "pings/s", "p50 ms", "p95 ms", "p99 ms",
-         "pings", "errors", "busy cores", f"≥ {TARGET_RATE:.0f}/s"],
+        ["database", "data", "server", "workers", "client", "c", "pings/s", "p50 ms", "p95 ms",
+         "p99 ms", "pings", "errors", "busy cores", f"≥ {TARGET_RATE:.0f}/s"],
         body,
-        right_from=2,
+        right_from=3,
     )  # fmt: skip
 
 
@@ -1242,7 +1261,7 @@ def pages_table(by_size: dict[str, list[PageTimes]]) -> str:
 def summary_rows(run: Run) -> list[str]:
     missed = []
     for row in run.ingest:
-        if row.backend == "PostgreSQL" and row.met != OK:
+        if row.counts and row.met != OK:
             missed.append(
                 f"ingest {row.data} c={row.result.concurrency} ({row.client}): "
                 f"{row.result.rate:.0f}/s"
@@ -1278,8 +1297,9 @@ def header_lines(args: argparse.Namespace, run: Run) -> list[str]:
         f"usage_ping {usage_ping.__version__}, Python {platform.python_version()}, "
         f"uvicorn {metadata.version('uvicorn')}, SQLAlchemy {sa.__version__}, "
         f"psycopg {psycopg.__version__}",
-        "service: uvicorn usage_ping.collector.app:app_from_env --factory --workers 2 on "
-        "loopback, ingest rate limit raised to 100,000,000/min, one operator, one API token",
+        "service: `usage-ping serve --workers 2` (each worker on its own SO_REUSEPORT socket) "
+        "on loopback, ingest rate limit raised to 100,000,000/min, one operator, one API token; "
+        "server uvicorn = `uvicorn --workers 2` (one shared socket), for comparison",
         f"load: {len(ALL_KEYS)} numeric key paths per ping ({LOAD_TEMPLATES} instance profiles, "
         f"{LOAD_INSTANCES:,} instance uuids, a distinct recorded_at each), a meta block with a "
         f"duration per metric and an error per failed one; about 45 kB of JSON; "

@@ -1,7 +1,8 @@
 """Benchmark: the Snowplow event collector's ingest rate, and event analytics over 10M events.
 
-1. Ingest. The service runs as in production: ``uvicorn usage_ping.collector.app:app_from_env
-   --factory --workers 2`` on a loopback port (configured through ``$USAGE_PING_SERVICE_CONFIG``;
+1. Ingest. The service runs as in production: ``usage-ping serve --workers 2`` (each worker on
+   its own ``SO_REUSEPORT`` socket; uvicorn's own ``--workers`` for comparison) on a loopback
+   port (configured through ``$USAGE_PING_SERVICE_CONFIG``;
    the collector is on by default), on the PostgreSQL database ``usage_ping_bench_events``,
    created empty for the run. A load generator in another process posts tp2 batches
    (``payload_data`` 1-0-4) of 10 events as the browser tracker sends them: struct events and
@@ -61,6 +62,7 @@ import sqlalchemy as sa
 import yaml
 
 import usage_ping
+from servers import server_command  # benchmarks/servers.py
 from usage_ping.collector.app import SERVICE_CONFIG_ENV
 from usage_ping.collector.snowplow.analytics import (
     Interval,
@@ -220,22 +222,25 @@ def free_port() -> int:
 
 
 class Service:
-    """uvicorn serving ``app_from_env`` on a loopback port, as a subprocess."""
+    """The service (``usage-ping serve`` or plain uvicorn) on a loopback port, as a subprocess."""
 
-    def __init__(self, url: str, workers: int, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        url: str,
+        workers: int,
+        workdir: Path,
+        env: dict[str, str],
+        server: str = "usage-ping",
+    ) -> None:
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = workdir / "service.yml"
         config.write_text(yaml.safe_dump({"database_url": url}))
-        self.log_path = workdir / "service.log"
+        self.log_path = workdir / f"service-{server}.log"
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "uvicorn", "usage_ping.collector.app:app_from_env",
-                "--factory", "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(workers), "--log-level", "info", "--no-access-log",
-            ],
+            server_command(server, self.port, workers),
             env={**os.environ, SERVICE_CONFIG_ENV: str(config), **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -476,6 +481,7 @@ def generate_load(url: str, concurrency: int, seconds: float, seed: int) -> Load
 
 @dataclass
 class IngestRow:
+    server: str
     concurrency: int
     load: LoadResult
     good: int
@@ -523,12 +529,30 @@ def measure_ingest(args: argparse.Namespace, workdir: Path) -> list[IngestRow]:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     migrate(engine)
     rows = []
-    with Service(url, 2, workdir, {}) as service:
-        log("ingest: warm-up")
+    # usage-ping serve at each concurrency, then uvicorn's own --workers at 8 for comparison.
+    plan = [("usage-ping", args.concurrency), ("uvicorn", [8])]
+    for server, concurrencies in plan:
+        rows += _ingest_with(server, concurrencies, args, url=url, engine=engine, workdir=workdir)
+    engine.dispose()
+    return rows
+
+
+def _ingest_with(
+    server: str,
+    concurrencies: Sequence[int],
+    args: argparse.Namespace,
+    *,
+    url: str,
+    engine: sa.Engine,
+    workdir: Path,
+) -> list[IngestRow]:
+    rows = []
+    with Service(url, 2, workdir, {}, server) as service:
+        log(f"ingest ({server}): warm-up")
         generate_load(service.url, 8, args.warmup, seed=1)
-        for number, concurrency in enumerate(args.concurrency, start=2):
+        for number, concurrency in enumerate(concurrencies, start=2):
             _empty(engine)
-            log(f"ingest: {concurrency} concurrent clients for {args.seconds:.0f} s")
+            log(f"ingest ({server}): {concurrency} concurrent clients for {args.seconds:.0f} s")
             busy, at = _busy_seconds(), time.perf_counter()
             workers = service.workers_cpu()
             load = generate_load(service.url, concurrency, args.seconds, seed=number)
@@ -539,7 +563,9 @@ def measure_ingest(args: argparse.Namespace, workdir: Path) -> list[IngestRow]:
                 for after, before in zip(service.workers_cpu(), workers, strict=False)
             ]
             good, bad = _counts(engine)
-            row = IngestRow(concurrency, load, good, bad, cores, load_average(), sorted(spent))
+            row = IngestRow(
+                server, concurrency, load, good, bad, cores, load_average(), sorted(spent)
+            )
             log(
                 f"  {row.rate:,.0f} good events/s ({good:,} stored, {bad} bad, "
                 f"{load.requests:,} requests), p50 {load.quantile(50) or 0:.0f} ms, "
@@ -549,7 +575,6 @@ def measure_ingest(args: argparse.Namespace, workdir: Path) -> list[IngestRow]:
         errors = service.errors()
         if errors:
             log(f"  server errors: {errors[:5]}")
-    engine.dispose()
     return rows
 
 
@@ -1040,10 +1065,11 @@ def report(args: argparse.Namespace, run: Run) -> str:
     targets: list[tuple[str, str, bool]] = []
     if run.ingest:
         out += [
-            "## 1. Ingest: tp2 POST batches of 10 events, 2 uvicorn workers, PostgreSQL",
+            "## 1. Ingest: tp2 POST batches of 10 events, 2 workers, PostgreSQL",
             "",
             table(
                 [
+                    "server",
                     "clients",
                     "good events/s",
                     "requests/s",
@@ -1058,6 +1084,7 @@ def report(args: argparse.Namespace, run: Run) -> str:
                 ],
                 [
                     [
+                        r.server,
                         str(r.concurrency),
                         f"{r.rate:,.0f}",
                         f"{r.load.requests / r.load.seconds:,.0f}",
@@ -1074,9 +1101,12 @@ def report(args: argparse.Namespace, run: Run) -> str:
                 ],
             ),
             "",
-            f"- `uvicorn usage_ping.collector.app:app_from_env --factory --workers 2` on loopback "
-            f"(uvloop and httptools, picked by uvicorn as installed), database {INGEST_DB} "
-            "created empty, emptied (TRUNCATE) before each load",
+            "- server usage-ping = `usage-ping serve --workers 2`: each worker on its own "
+            "SO_REUSEPORT socket, the kernel spreading connections across them; server uvicorn = "
+            "`uvicorn usage_ping.collector.app:app_from_env --factory --workers 2`, one socket "
+            "shared by the workers, for comparison; both on loopback (uvloop and httptools, "
+            f"picked by uvicorn as installed), database {INGEST_DB} created empty, emptied "
+            "(TRUNCATE) before each load",
             f"- the load generator: another process, N concurrent httpx AsyncClient requests on "
             f"keep-alive connections, for {args.seconds:.0f} s after a {args.warmup:.0f} s "
             f"warm-up; each body a payload_data 1-0-4 of {BATCH} browser-tracker events (60 % "
@@ -1104,7 +1134,7 @@ def report(args: argparse.Namespace, run: Run) -> str:
                 ),
                 "",
             ]
-        best = max(run.ingest, key=lambda r: r.rate)
+        best = max((r for r in run.ingest if r.server == "usage-ping"), key=lambda r: r.rate)
         targets.append(
             (
                 f"≥ {TARGET_RATE:,.0f} good events/s",

@@ -118,7 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes, each on its own SO_REUSEPORT socket so that the kernel spreads "
+        "connections across them (default 1)",
+    )
+    serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
     from usage_ping.demo.cli import add_demo_actions, add_run_arguments
 
     demo = commands.add_parser(
@@ -335,24 +342,28 @@ def _hash_password(stdout: TextIO, ask: Any = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import os
 
-    import uvicorn
-
     from usage_ping.collector.app import SERVICE_CONFIG_ENV
     from usage_ping.collector.settings import ServiceSettings
+    from usage_ping.collector.workers import WorkerOptions, serve
 
     if args.service_config is not None:
         ServiceSettings.load(
             args.service_config
         )  # fail here, with the file and key, not in a worker
         os.environ[SERVICE_CONFIG_ENV] = str(args.service_config.resolve())
-    uvicorn.run(
-        "usage_ping.collector.app:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level="info",
-    )
+    try:
+        serve(
+            WorkerOptions(
+                "usage_ping.collector.app:app_from_env",
+                host=args.host,
+                port=args.port,
+                access_log=not args.no_access_log,
+            ),
+            args.workers,
+        )
+    except OSError as exc:
+        print(f"usage-ping serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -245,3 +245,74 @@ def test_another_instances_later_ping_does_not_hold_back_this_ones_facts(
         b = conn.execute(sa.text("SELECT * FROM instances WHERE uuid = 'instance-b'")).one()
     assert b.version == "16.1.0"
     assert b.last_ping_id == newer.json()["conv_index"]["usage_data_id"]
+
+
+def test_migration_0006_drops_the_row_foreign_keys_keeps_the_rows_and_compresses_with_lz4(
+    engine: sa.Engine,
+) -> None:
+    """Down to 0005 (the keys exist), rows written, up again: the same rows, no foreign key, the
+    partial indexes still partial (SQLite copies each table to drop its key), and on PostgreSQL
+    the raw payload and response compressed with lz4."""
+    from alembic import command
+
+    from usage_ping.collector.storage import alembic_config, migrate
+
+    migrate(engine)
+    command.downgrade(alembic_config(engine), "0005")
+    tables = ("ping_metrics", "metric_meta")
+    assert [len(sa.inspect(engine).get_foreign_keys(t)) for t in tables] == [1, 1]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO pings (id, uuid, recorded_at, received_at, source, payload)"
+                " VALUES (7, 'u', '2026-11-01 00:00:00', '2026-11-01 00:00:00', 'http', '{}')"
+            )
+        )
+        conn.execute(sa.text("INSERT INTO ping_metrics VALUES (7, 'a', -1), (7, 'b', 2)"))
+        conn.execute(
+            sa.text("INSERT INTO metric_meta VALUES (7, 'a', 3, 'boom'), (7, 'b', 1, NULL)")
+        )
+    migrate(engine)
+    inspector = sa.inspect(engine)
+    assert [inspector.get_foreign_keys(t) for t in tables] == [[], []]
+    where = f"{engine.dialect.name}_where"
+    partial = {
+        index["name"]
+        for table in tables
+        for index in inspector.get_indexes(table)
+        if index.get("dialect_options", {}).get(where) is not None
+    }
+    assert partial == {"ix_ping_metrics_failed", "ix_metric_meta_errors"}
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT key_path, value FROM ping_metrics ORDER BY 1")).all()
+        meta = conn.execute(sa.text("SELECT key_path, error FROM metric_meta ORDER BY 1")).all()
+    assert [tuple(r) for r in rows] == [("a", -1.0), ("b", 2.0)]
+    assert [tuple(r) for r in meta] == [("a", "boom"), ("b", None)]
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            methods = conn.exec_driver_sql(
+                "SELECT attname, attcompression FROM pg_attribute"
+                " WHERE attrelid = 'pings'::regclass AND attname IN ('payload', 'response')"
+            ).all()
+        assert {row.attname: row.attcompression for row in methods} == {
+            "payload": "l",
+            "response": "l",
+        }
+
+
+def test_the_raw_payload_is_the_text_as_sent(client: TestClient, engine: sa.Engine) -> None:
+    """The body's own JSON text is kept (indentation, key order, escapes), gzip or not; a body
+    that is not UTF-8 is stored as the document serialized again."""
+    text = json.dumps(ping(), indent=2) + "\n"
+    assert client.post("/usage_data", content=text.encode()).status_code == 201
+    squeezed = gzip.compress(json.dumps(ping(days_ago=7), indent=1).encode())
+    sent = client.post("/usage_data", content=squeezed, headers={"Content-Encoding": "gzip"})
+    assert sent.status_code == 201
+    wide = json.dumps(ping(days_ago=14)).encode("utf-16")
+    assert client.post("/usage_data", content=wide).status_code == 201
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT payload FROM pings ORDER BY recorded_at")).scalars()
+        oldest, middle, newest = list(stored)
+    assert newest == text
+    assert middle == json.dumps(ping(days_ago=7), indent=1)
+    assert json.loads(oldest) == ping(days_ago=14)

@@ -173,21 +173,24 @@ def create_app(
             )
         return None
 
-    async def document(request: Request) -> Any:
+    async def document(request: Request) -> tuple[Any, bytes]:
+        """The parsed body, and the body as it was sent (decompressed)."""
         raw = await _read_body(request, settings.max_body_bytes)
         encoding = request.headers.get("content-encoding", "").lower()
         body = _decode(raw, encoding, settings.max_body_bytes)
         try:
-            return json.loads(body)
+            return json.loads(body), body
         except (ValueError, RecursionError) as exc:  # not JSON, nested too deep, huge numbers
             raise NotJSONError from exc
 
-    async def guarded(request: Request, handle: Callable[[Any], Awaitable[Response]]) -> Response:
+    async def guarded(
+        request: Request, handle: Callable[[Any, bytes], Awaitable[Response]]
+    ) -> Response:
         refused = limited(request)
         if refused is not None:
             return refused
         try:
-            parsed = await document(request)
+            parsed, body = await document(request)
         except BodyTooLargeError:
             return _error(413, f"the body is over {settings.max_body_bytes} bytes")
         except NotJSONError:
@@ -196,25 +199,25 @@ def create_app(
             return _error(400, "the body is not valid gzip")
         except ValueError as exc:
             return _error(415, f"unsupported Content-Encoding {exc}")
-        return await handle(parsed)
+        return await handle(parsed, body)
 
-    def ping_response(parsed: Any, source: str) -> Response:
+    def ping_response(parsed: Any, source: str, body: bytes | None = None) -> Response:
         try:
-            stored = ingestor.ingest(parsed, source=source)
+            stored = ingestor.ingest(parsed, source=source, body=body)
         except InvalidPingError as exc:
             return _error(422, str(exc))
         return JSONResponse(stored.response, status_code=201 if stored.created else 200)
 
     @app.post("/usage_data", status_code=201, summary="Receive a usage ping")
     async def usage_data(request: Request) -> Response:
-        async def handle(parsed: Any) -> Response:
-            return await run_in_threadpool(ping_response, parsed, "http")
+        async def handle(parsed: Any, body: bytes) -> Response:
+            return await run_in_threadpool(ping_response, parsed, "http", body)
 
         return await guarded(request, handle)
 
     def side_table(table: sa.Table, key: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            async def handle(parsed: Any) -> Response:
+            async def handle(parsed: Any, _body: bytes) -> Response:
                 if not isinstance(parsed, dict):
                     return _error(422, "expected a JSON object")
                 inner = parsed.get(key, parsed)
