@@ -316,3 +316,52 @@ def test_the_raw_payload_is_the_text_as_sent(client: TestClient, engine: sa.Engi
     assert newest == text
     assert middle == json.dumps(ping(days_ago=7), indent=1)
     assert json.loads(oldest) == ping(days_ago=14)
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_each_worker_stores_at_most_ingest_concurrency_pings_at_once(
+    engine: sa.Engine, service_settings: ServiceSettings, slots: int
+) -> None:
+    """Six pings sent at once: never more than ``ingest_concurrency`` are being stored, the others
+    wait their turn, and every one is answered 201."""
+    import threading
+    import time
+    from dataclasses import replace
+
+    import httpx
+
+    from tests.serving import serve
+
+    app = create_app(replace(service_settings, ingest_concurrency=slots), engine=engine)
+    ingestor = app.state.ingestor
+    store = ingestor.ingest
+    lock = threading.Lock()
+    active = [0]
+    most = [0]
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            time.sleep(0.15)
+            return store(*args, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    ingestor.ingest = counted
+    statuses: list[int] = []
+    with serve(app) as url:
+
+        def send(days: int) -> None:
+            answer = httpx.post(f"{url}/usage_data", json=ping(days_ago=days * 7), timeout=30)
+            statuses.append(answer.status_code)
+
+        threads = [threading.Thread(target=send, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert statuses == [201] * 6
+    assert most[0] == slots

@@ -16,6 +16,7 @@ Endpoints (all JSON; the OpenAPI documentation is at ``/docs``):
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import os
@@ -27,6 +28,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import anyio
+import anyio.to_thread
 import sqlalchemy as sa
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -201,6 +204,17 @@ def create_app(
             return _error(415, f"unsupported Content-Encoding {exc}")
         return await handle(parsed, body)
 
+    limiters: dict[int, anyio.CapacityLimiter] = {}
+
+    def ingest_limiter() -> anyio.CapacityLimiter:
+        """This event loop's limit on pings stored at once (a limiter belongs to one loop)."""
+        loop = id(asyncio.get_running_loop())
+        limiter = limiters.get(loop)
+        if limiter is None:
+            limiters.clear()  # a new loop (tests start several): the old one is gone
+            limiter = limiters[loop] = anyio.CapacityLimiter(settings.ingest_concurrency)
+        return limiter
+
     def ping_response(parsed: Any, source: str, body: bytes | None = None) -> Response:
         try:
             stored = ingestor.ingest(parsed, source=source, body=body)
@@ -211,7 +225,9 @@ def create_app(
     @app.post("/usage_data", status_code=201, summary="Receive a usage ping")
     async def usage_data(request: Request) -> Response:
         async def handle(parsed: Any, body: bytes) -> Response:
-            return await run_in_threadpool(ping_response, parsed, "http", body)
+            return await anyio.to_thread.run_sync(
+                ping_response, parsed, "http", body, limiter=ingest_limiter()
+            )
 
         return await guarded(request, handle)
 
@@ -277,7 +293,9 @@ def create_app(
                 400, "the file is not JSON (upload the file usage-ping export wrote)"
             )
         else:
-            answered = await run_in_threadpool(ping_response, parsed, "upload")
+            answered = await anyio.to_thread.run_sync(
+                ping_response, parsed, "upload", limiter=ingest_limiter()
+            )
             if isinstance(parsed, dict):
                 uuid = str(parsed.get("uuid", ""))
         if "text/html" not in request.headers.get("accept", ""):

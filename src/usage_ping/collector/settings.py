@@ -5,6 +5,7 @@ Example (the defaults)::
     database_url: sqlite:///usage_ping_service.sqlite3   # PostgreSQL in production
     max_body_bytes: 10485760          # larger pings get 413 (measured after gunzip too)
     ingest_per_minute: 120            # pings, errors and metadata per client address and minute
+    ingest_concurrency: 2             # pings each worker stores at once; the rest wait their turn
     secret_key: null                  # signs operator sessions (set it, or sessions end on restart)
     operators: {}                     # name -> hash from `usage-ping service hash-password`
     api_tokens: []                    # SHA-256 hex digests of the BI API's bearer tokens
@@ -137,6 +138,7 @@ _SCHEMA: dict[str, Any] = {
         "database_url": {"type": "string", "minLength": 1},
         "max_body_bytes": {"type": "integer", "minimum": 1024},
         "ingest_per_minute": {"type": "integer", "minimum": 1},
+        "ingest_concurrency": {"type": "integer", "minimum": 1},
         "secret_key": {"type": "string", "minLength": 16},
         "operators": {"type": "object", "additionalProperties": {"type": "string"}},
         "api_tokens": {
@@ -167,6 +169,10 @@ class ServiceSettings:
     database_url: str = "sqlite:///usage_ping_service.sqlite3"
     max_body_bytes: int = 10 * 1024 * 1024
     ingest_per_minute: int = 120
+    ingest_concurrency: int = 2
+    """Pings each worker process stores at once; more wait (cheaply) for a turn. Storing a ping
+    is CPU work in Python and in the database: dozens at once only add lock and GIL contention
+    (see benchmarks/results/collector.md)."""
     secret_key: str | None = None
     operators: Mapping[str, str] = field(default_factory=dict)
     """Operator name -> password hash (``usage-ping service hash-password``)."""
