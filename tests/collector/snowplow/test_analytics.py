@@ -19,7 +19,13 @@ from tests.serving import serve
 from usage_ping.collector.api import hash_token
 from usage_ping.collector.app import create_app
 from usage_ping.collector.settings import ServiceSettings
-from usage_ping.collector.snowplow.analytics import Step, funnel, top_events, volume
+from usage_ping.collector.snowplow.analytics import (
+    ANALYTICS_WORK_MEM,
+    Step,
+    funnel,
+    top_events,
+    volume,
+)
 from usage_ping.collector.snowplow.enrich import ANONYMOUS_USER_ID
 from usage_ping.collector.snowplow.tables import snowplow_events
 from usage_ping.collector.storage import migrate
@@ -168,6 +174,25 @@ def test_per_session_counts_sessions(stored: sa.Engine) -> None:
     assert [s.from_first for s in result.steps] == [1.0, 4 / 7, 3 / 7]
     assert [s.from_previous for s in result.steps] == [1.0, 4 / 7, 3 / 4]
     assert result.conversion == 3 / 7
+
+
+@pytest.mark.dialects("postgresql")
+def test_postgresql_runs_a_funnel_without_jit_and_with_more_work_mem(stored: sa.Engine) -> None:
+    """JIT off and work_mem raised for the caller's transaction only, then the defaults again."""
+
+    def settings(conn: sa.Connection) -> tuple[str, str]:
+        return (
+            conn.exec_driver_sql("SHOW jit").scalar_one(),
+            conn.exec_driver_sql("SHOW work_mem").scalar_one(),
+        )
+
+    with stored.connect() as conn:
+        before = settings(conn)
+        conn.commit()
+        with conn.begin():
+            funnel(conn, [A, B, C], T0, END, per="session")
+            assert settings(conn) == ("off", ANALYTICS_WORK_MEM)
+        assert settings(conn) == before
 
 
 def test_bots_are_left_out_unless_asked_for(stored: sa.Engine) -> None:

@@ -22,9 +22,9 @@ subject counts once per step if any attempt gets there.
 The funnel is one statement (:func:`funnel_query`): a CTE per step, the first holding each
 subject's earliest step-1 event (each one with a window), each next one the earliest event of its
 step after the previous step's, by a join on the subject. On PostgreSQL every step's events come
-from an index-only scan of a covering index (migration 0005), and JIT compilation is turned off
-for the rest of the caller's transaction (see ``_no_jit``); 28 days of 10M events take about 1.5 s
-per user and 2 s per session (benchmarks/results/events.md).
+from an index-only scan of a covering index (migration 0005); JIT compilation is turned off and
+``work_mem`` raised for the rest of the caller's transaction (see ``_query_settings``); 28 days of
+10M events take about 1.5 s per user and 1.5 s per session (benchmarks/results/events.md).
 
 Example::
 
@@ -163,12 +163,23 @@ def subject(per: Per) -> sa.ColumnElement[Any]:
     raise ValueError(f"per must be 'user' or 'session', not {per!r}")
 
 
-def _no_jit(conn: sa.Connection) -> None:
-    # PostgreSQL's estimates for these joins and groupings are far too high, so it compiles
-    # them (JIT), which cost a third of a 2-second funnel and never paid back: off, for the
-    # rest of the caller's transaction only (set_config(..., true) is SET LOCAL).
+ANALYTICS_WORK_MEM = "64MB"
+"""PostgreSQL's ``work_mem`` for an analytics query: a 28-day funnel per session over 10M events
+groups ~400k sessions, which spilled to disk in 21 batches at the default 4MB."""
+
+
+def _query_settings(conn: sa.Connection) -> None:
+    # For the rest of the caller's transaction only (set_config(..., true) is SET LOCAL):
+    # - JIT off: PostgreSQL's estimates for these joins and groupings are far too high, so it
+    #   compiled them, which cost a third of a 2-second funnel and never paid back;
+    # - work_mem raised, so that the groupings and sorts of a large funnel stay in memory.
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.select(sa.func.set_config("jit", "off", sa.true())))
+        conn.execute(
+            sa.select(
+                sa.func.set_config("jit", "off", sa.true()),
+                sa.func.set_config("work_mem", ANALYTICS_WORK_MEM, sa.true()),
+            )
+        )
 
 
 def _utc(moment: datetime, name: str) -> datetime:
@@ -334,7 +345,7 @@ def funnel(
     if window is not None and window <= timedelta(0):
         raise ValueError("the window must be positive")
     start, end = _window(start, end)
-    _no_jit(conn)
+    _query_settings(conn)
     query = funnel_query(conn.dialect.name, steps, start, end, per=per, window=window, bots=bots)
     row = conn.execute(query).one()
     counts = [int(n or 0) for n in row]
@@ -437,7 +448,7 @@ def volume(
         .where(*_in_window(start, end, bots))
         .group_by(bucket, _events.event)
     )
-    _no_jit(conn)
+    _query_settings(conn)
     position = {moment: index for index, moment in enumerate(starts)}
     series: dict[str, list[int]] = {}
     for row in conn.execute(query):
@@ -507,7 +518,7 @@ def top_events(
     if limit < 1:
         raise ValueError("limit must be at least 1")
     start, end = _window(start, end)
-    _no_jit(conn)
+    _query_settings(conn)
     where = _in_window(start, end, bots)
     struct_keys = [_events.se_category, _events.se_action]
     struct_where = [*where, _events.event == "struct", _events.se_category.is_not(None)]
