@@ -417,6 +417,8 @@ class LoadResult:
     latencies_ms: list[float]
     errors: dict[str, int]
     bytes_per_ping: int
+    client_cores: float = 0.0
+    """The load generator's own CPU over the measured time, in cores (it shares the machine)."""
 
     @property
     def rate(self) -> float:
@@ -546,9 +548,19 @@ async def _drive(
             if raw is not None:
                 raw.close()
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        cpu_from = [time.process_time()]
+
+        async def clock() -> None:  # the generator's CPU from the end of the warm-up on
+            await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+            cpu_from[0] = time.process_time()
+
+        await asyncio.gather(clock(), *(worker() for _ in range(concurrency)))
+    seconds_measured = last_done - measure_from
+    client_cores = (
+        (time.process_time() - cpu_from[0]) / seconds_measured if seconds_measured else 0.0
+    )
     return LoadResult(
-        concurrency, last_done - measure_from, ok, latencies, dict(errors), len(bodies[0])
+        concurrency, seconds_measured, ok, latencies, dict(errors), len(bodies[0]), client_cores
     )
 
 
@@ -1222,12 +1234,13 @@ def ingest_table(rows: Sequence[IngestRow]) -> str:
         body.append([
             row.backend, row.data, row.server, str(row.workers), row.client, str(r.concurrency),
             f"{r.rate:,.1f}", _ms(r.quantile(50)), _ms(r.quantile(95)), _ms(r.quantile(99)),
-            f"{r.ok:,}", errors, f"{row.busy_cores:.2f}", row.met if row.counts
+            f"{r.ok:,}", errors, f"{row.busy_cores:.2f}", f"{r.client_cores:.2f}",
+            row.met if row.counts
             else "(comparison)",
         ])  # fmt: skip
     return table(
         ["database", "data", "server", "workers", "client", "c", "pings/s", "p50 ms", "p95 ms",
-         "p99 ms", "pings", "errors", "busy cores", f"≥ {TARGET_RATE:.0f}/s"],
+         "p99 ms", "pings", "errors", "busy cores", "client cores", f"≥ {TARGET_RATE:.0f}/s"],
         body,
         right_from=3,
     )  # fmt: skip
@@ -1292,7 +1305,8 @@ def header_lines(args: argparse.Namespace, run: Run) -> list[str]:
         f"usage_ping collector benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"machine: {os.cpu_count()} cores ({cpu}), {memory:.0f} GB RAM; load average at the end "
         f"{load_average()} (1 / 5 / 15 min); busy cores = the whole machine's busy CPU during "
-        "the run (service, load generator, database, and anything else running)",
+        "the run (service, load generator, database, and anything else running); client cores = "
+        "the load generator's own CPU over the measured time",
         f"{version} on 127.0.0.1:5432 ({settings}); SQLite {sqlite3.sqlite_version}",
         f"usage_ping {usage_ping.__version__}, Python {platform.python_version()}, "
         f"uvicorn {metadata.version('uvicorn')}, SQLAlchemy {sa.__version__}, "

@@ -414,6 +414,8 @@ class LoadResult:
     latencies_ms: list[float]
     errors: dict[str, int]
     body_bytes: int
+    client_cores: float = 0.0
+    """The load generator's own CPU over the load, in cores (it shares the machine)."""
 
     def quantile(self, q: float) -> float | None:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else None
@@ -428,6 +430,7 @@ async def _drive(url: str, concurrency: int, seconds: float, seed: int) -> LoadR
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0) as client:
         started = time.perf_counter()
+        cpu_started = time.process_time()
         end = started + seconds
 
         async def worker() -> None:
@@ -456,8 +459,9 @@ async def _drive(url: str, concurrency: int, seconds: float, seed: int) -> LoadR
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        client_cores = (time.process_time() - cpu_started) / elapsed
     return LoadResult(
-        concurrency, elapsed, len(latencies), latencies, dict(errors), len(pool[0][0])
+        concurrency, elapsed, len(latencies), latencies, dict(errors), len(pool[0][0]), client_cores
     )
 
 
@@ -1080,6 +1084,7 @@ def report(args: argparse.Namespace, run: Run) -> str:
                     "errors",
                     "busy cores",
                     "workers' cores",
+                    "client cores",
                     "load avg after",
                 ],
                 [
@@ -1095,6 +1100,7 @@ def report(args: argparse.Namespace, run: Run) -> str:
                         ", ".join(f"{k}: {v}" for k, v in r.load.errors.items()) or "none",
                         f"{r.busy_cores:.2f}",
                         " + ".join(f"{c:.2f}" for c in r.workers_cores),
+                        f"{r.load.client_cores:.2f}",
                         r.loadavg,
                     ]
                     for r in run.ingest
@@ -1119,7 +1125,7 @@ def report(args: argparse.Namespace, run: Run) -> str:
             "its bodies made before the clock starts, and anything else); workers' cores = each "
             "uvicorn worker's CPU over the load's measured time: the kernel hands each "
             "keep-alive connection to one worker, and with a few connections one worker may get "
-            "most of them",
+            "most of them; client cores = the load generator's own CPU over the load",
             "",
         ]
         if run.stages:

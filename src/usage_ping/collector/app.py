@@ -16,7 +16,6 @@ Endpoints (all JSON; the OpenAPI documentation is at ``/docs``):
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
 import os
@@ -28,8 +27,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import anyio
-import anyio.to_thread
 import sqlalchemy as sa
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -41,6 +38,7 @@ from usage_ping.collector.dashboards import mount_dashboards
 from usage_ping.collector.dashboards.events import events_page_router
 from usage_ping.collector.ingest import Ingestor, InvalidPingError
 from usage_ping.collector.settings import ServiceSettings
+from usage_ping.collector.slots import IngestSlots
 from usage_ping.collector.snowplow import mount_snowplow
 from usage_ping.collector.snowplow.api import events_api_router
 from usage_ping.collector.storage import migrate, ping_errors, ping_metadata
@@ -166,6 +164,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.ingestor = ingestor
+    slots = app.state.ingest_slots = IngestSlots(settings.ingest_concurrency)
 
     def limited(request: Request) -> JSONResponse | None:
         source = request.client.host if request.client else "unknown"
@@ -204,17 +203,6 @@ def create_app(
             return _error(415, f"unsupported Content-Encoding {exc}")
         return await handle(parsed, body)
 
-    limiters: dict[int, anyio.CapacityLimiter] = {}
-
-    def ingest_limiter() -> anyio.CapacityLimiter:
-        """This event loop's limit on pings stored at once (a limiter belongs to one loop)."""
-        loop = id(asyncio.get_running_loop())
-        limiter = limiters.get(loop)
-        if limiter is None:
-            limiters.clear()  # a new loop (tests start several): the old one is gone
-            limiter = limiters[loop] = anyio.CapacityLimiter(settings.ingest_concurrency)
-        return limiter
-
     def ping_response(parsed: Any, source: str, body: bytes | None = None) -> Response:
         try:
             stored = ingestor.ingest(parsed, source=source, body=body)
@@ -225,9 +213,7 @@ def create_app(
     @app.post("/usage_data", status_code=201, summary="Receive a usage ping")
     async def usage_data(request: Request) -> Response:
         async def handle(parsed: Any, body: bytes) -> Response:
-            return await anyio.to_thread.run_sync(
-                ping_response, parsed, "http", body, limiter=ingest_limiter()
-            )
+            return await slots.run(ping_response, parsed, "http", body)
 
         return await guarded(request, handle)
 
@@ -293,9 +279,7 @@ def create_app(
                 400, "the file is not JSON (upload the file usage-ping export wrote)"
             )
         else:
-            answered = await anyio.to_thread.run_sync(
-                ping_response, parsed, "upload", limiter=ingest_limiter()
-            )
+            answered = await slots.run(ping_response, parsed, "upload", None)
             if isinstance(parsed, dict):
                 uuid = str(parsed.get("uuid", ""))
         if "text/html" not in request.headers.get("accept", ""):
@@ -317,7 +301,7 @@ def create_app(
 
     app.include_router(api_router(engine, settings))
     mount_dashboards(app, settings, engine)
-    mount_snowplow(app, settings, engine)
+    mount_snowplow(app, settings, engine, slots)
     app.include_router(events_api_router(engine, settings))
     app.include_router(events_page_router())
     return app

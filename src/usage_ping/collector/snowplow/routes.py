@@ -30,10 +30,10 @@ from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from usage_ping.collector.settings import ServiceSettings, SnowplowSettings
+from usage_ping.collector.slots import IngestSlots
 from usage_ping.collector.snowplow.enrich import (
     ANONYMOUS_USER_ID,
     Enricher,
@@ -231,8 +231,13 @@ def _pixel() -> Response:
     )
 
 
-def mount_snowplow(app: FastAPI, settings: ServiceSettings, engine: sa.Engine) -> None:
+def mount_snowplow(
+    app: FastAPI, settings: ServiceSettings, engine: sa.Engine, slots: IngestSlots | None = None
+) -> None:
     """Adds the collector's endpoints (and the Micro API when enabled) to the service.
+
+    ``slots``: the bound on ingest work at once that event batches share with pings (default:
+    ``settings.ingest_concurrency`` for the collector alone).
 
     Raises:
         SchemaFileError: a schema in ``snowplow.schema_dir`` cannot be used.
@@ -242,11 +247,12 @@ def mount_snowplow(app: FastAPI, settings: ServiceSettings, engine: sa.Engine) -
         return
     collector = Collector(config, engine)
     app.state.snowplow = collector
+    slots = slots or IngestSlots(settings.ingest_concurrency)
 
     async def get_event(request: Request, api_version: str) -> Response:
         context = collector.context(request, api_version)
         events = events_from_querystring(request.url.query)
-        await run_in_threadpool(collector.handle, request, context, events, None)
+        await slots.run(collector.handle, request, context, events, None)
         response = _pixel()
         collector.answer(request, context, response)
         return response
@@ -264,7 +270,7 @@ def mount_snowplow(app: FastAPI, settings: ServiceSettings, engine: sa.Engine) -
         except BodyTooLargeError:
             error = f"size violation: the body is over {config.max_body_bytes} bytes"
             events: list[dict[str, str] | Failure] = [Failure([error])]
-            await run_in_threadpool(collector.handle, request, context, events, None)
+            await slots.run(collector.handle, request, context, events, None)
         else:
             query = dict(parse_qsl(request.url.query, keep_blank_values=True))
             text = body.decode("utf-8", "replace")
@@ -273,7 +279,7 @@ def mount_snowplow(app: FastAPI, settings: ServiceSettings, engine: sa.Engine) -
                 parsed = events_from_body(body, query, collector.resolver)
                 collector.handle(request, context, parsed, text)
 
-            await run_in_threadpool(work)
+            await slots.run(work)
         response = Response("ok", media_type="text/plain")
         collector.answer(request, context, response)
         return response
