@@ -62,7 +62,7 @@ import sqlalchemy as sa
 import yaml
 
 import usage_ping
-from servers import server_command  # benchmarks/servers.py
+from servers import RawClient, server_command  # benchmarks/servers.py
 from usage_ping.collector.api import hash_token
 from usage_ping.collector.app import SERVICE_CONFIG_ENV
 from usage_ping.collector.auth import hash_password
@@ -451,46 +451,6 @@ def load_bodies(run: str) -> list[bytes]:
         doc["uuid"], doc["recorded_at"] = UUID_MARK.decode(), RECORDED_MARK.decode()
         bodies.append(json.dumps(doc, separators=(",", ":")).encode())
     return bodies
-
-
-class RawClient:
-    """A minimal HTTP/1.1 keep-alive client over asyncio streams: posts a body, reads the answer.
-
-    The load generator shares the machine's 2 cores with the service and the database, so it
-    should cost little: about 1.5 ms of CPU per ping measured (the ingest table has one row
-    with httpx.AsyncClient for comparison).
-    """
-
-    def __init__(self, url: str) -> None:
-        parsed = httpx.URL(url)
-        self.host, self.port = parsed.host, parsed.port or 80
-        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        if self._streams is None:
-            self._streams = await asyncio.open_connection(self.host, self.port)
-        reader, writer = self._streams
-        writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head.split(b" ", 2)[1])
-            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-            answer = await reader.readexactly(int(length.group(1)) if length else 0)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            self.close()
-            raise
-        if re.search(rb"(?i)\r\nconnection: *close", head):
-            self.close()
-        return status, answer
-
-    def close(self) -> None:
-        if self._streams is not None:
-            self._streams[1].close()
-            self._streams = None
 
 
 async def _drive(

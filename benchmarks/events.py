@@ -62,7 +62,7 @@ import sqlalchemy as sa
 import yaml
 
 import usage_ping
-from servers import server_command  # benchmarks/servers.py
+from servers import RawClient, server_command  # benchmarks/servers.py
 from usage_ping.collector.app import SERVICE_CONFIG_ENV
 from usage_ping.collector.snowplow.analytics import (
     Interval,
@@ -421,7 +421,9 @@ class LoadResult:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else None
 
 
-async def _drive(url: str, concurrency: int, seconds: float, seed: int) -> LoadResult:
+async def _drive(
+    url: str, concurrency: int, seconds: float, seed: int, client_kind: str = "raw"
+) -> LoadResult:
     pool = bodies(int(seconds * MAX_REQUESTS_PER_S) + 200, seed)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
@@ -434,6 +436,7 @@ async def _drive(url: str, concurrency: int, seconds: float, seed: int) -> LoadR
         end = started + seconds
 
         async def worker() -> None:
+            raw = RawClient(url) if client_kind == "raw" else None
             while time.perf_counter() < end:
                 item = next(next_body, None)
                 if item is None:
@@ -447,15 +450,22 @@ async def _drive(url: str, concurrency: int, seconds: float, seed: int) -> LoadR
                 }
                 begun = time.perf_counter()
                 try:
-                    response = await client.post(path, content=body, headers=headers)
-                    ok = response.status_code == 200
-                    kind = "" if ok else f"HTTP {response.status_code}"
-                except httpx.HTTPError as exc:
+                    if raw is not None:
+                        status, _ = await raw.post(path, body, headers)
+                    else:
+                        status = (
+                            await client.post(path, content=body, headers=headers)
+                        ).status_code
+                    ok = status == 200
+                    kind = "" if ok else f"HTTP {status}"
+                except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
                     ok, kind = False, type(exc).__name__
                 if ok:
                     latencies.append((time.perf_counter() - begun) * 1000)
                 else:
                     errors[kind] += 1
+            if raw is not None:
+                raw.close()
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -465,15 +475,21 @@ async def _drive(url: str, concurrency: int, seconds: float, seed: int) -> LoadR
     )
 
 
-def _load_process(url: str, concurrency: int, seconds: float, seed: int, queue: Any) -> None:
-    queue.put(asyncio.run(_drive(url, concurrency, seconds, seed)))
+def _load_process(url: str, concurrency: int, options: dict[str, Any], queue: Any) -> None:
+    queue.put(asyncio.run(_drive(url, concurrency, **options)))
 
 
-def generate_load(url: str, concurrency: int, seconds: float, seed: int) -> LoadResult:
-    """Post batches from another process for ``seconds`` (bodies are made before the clock)."""
+def generate_load(
+    url: str, concurrency: int, seconds: float, seed: int, client: str = "raw"
+) -> LoadResult:
+    """Post batches from another process for ``seconds`` (bodies are made before the clock);
+    ``client``: raw (:class:`servers.RawClient`) or httpx."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_load_process, args=(url, concurrency, seconds, seed, queue))
+    process = context.Process(
+        target=_load_process,
+        args=(url, concurrency, {"seconds": seconds, "seed": seed, "client_kind": client}, queue),
+    )
     process.start()
     result: LoadResult = queue.get(timeout=seconds + 600)
     process.join()
@@ -486,6 +502,7 @@ def generate_load(url: str, concurrency: int, seconds: float, seed: int) -> Load
 @dataclass
 class IngestRow:
     server: str
+    client: str
     concurrency: int
     load: LoadResult
     good: int
@@ -533,10 +550,17 @@ def measure_ingest(args: argparse.Namespace, workdir: Path) -> list[IngestRow]:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     migrate(engine)
     rows = []
-    # usage-ping serve at each concurrency, then uvicorn's own --workers at 8 for comparison.
-    plan = [("usage-ping", args.concurrency), ("uvicorn", [8])]
-    for server, concurrencies in plan:
-        rows += _ingest_with(server, concurrencies, args, url=url, engine=engine, workdir=workdir)
+    # usage-ping serve at each concurrency with the lean client; for comparison, httpx as the
+    # client, and uvicorn's own --workers (one shared socket), at 8 clients.
+    plan = [
+        ("usage-ping", "raw", args.concurrency),
+        ("usage-ping", "httpx", [8]),
+        ("uvicorn", "raw", [8]),
+    ]
+    for server, client, concurrencies in plan:
+        rows += _ingest_with(
+            server, concurrencies, args, client=client, url=url, engine=engine, workdir=workdir
+        )
     engine.dispose()
     return rows
 
@@ -546,6 +570,7 @@ def _ingest_with(
     concurrencies: Sequence[int],
     args: argparse.Namespace,
     *,
+    client: str,
     url: str,
     engine: sa.Engine,
     workdir: Path,
@@ -556,10 +581,13 @@ def _ingest_with(
         generate_load(service.url, 8, args.warmup, seed=1)
         for number, concurrency in enumerate(concurrencies, start=2):
             _empty(engine)
-            log(f"ingest ({server}): {concurrency} concurrent clients for {args.seconds:.0f} s")
+            log(
+                f"ingest ({server}, {client}): {concurrency} concurrent clients for "
+                f"{args.seconds:.0f} s"
+            )
             busy, at = _busy_seconds(), time.perf_counter()
             workers = service.workers_cpu()
-            load = generate_load(service.url, concurrency, args.seconds, seed=number)
+            load = generate_load(service.url, concurrency, args.seconds, number, client)
             elapsed = time.perf_counter() - at
             cores = (_busy_seconds() - busy) / elapsed
             spent = [
@@ -568,7 +596,7 @@ def _ingest_with(
             ]
             good, bad = _counts(engine)
             row = IngestRow(
-                server, concurrency, load, good, bad, cores, load_average(), sorted(spent)
+                server, client, concurrency, load, good, bad, cores, load_average(), sorted(spent)
             )
             log(
                 f"  {row.rate:,.0f} good events/s ({good:,} stored, {bad} bad, "
@@ -1074,6 +1102,7 @@ def report(args: argparse.Namespace, run: Run) -> str:
             table(
                 [
                     "server",
+                    "client",
                     "clients",
                     "good events/s",
                     "requests/s",
@@ -1090,6 +1119,7 @@ def report(args: argparse.Namespace, run: Run) -> str:
                 [
                     [
                         r.server,
+                        r.client,
                         str(r.concurrency),
                         f"{r.rate:,.0f}",
                         f"{r.load.requests / r.load.seconds:,.0f}",
@@ -1113,8 +1143,10 @@ def report(args: argparse.Namespace, run: Run) -> str:
             "shared by the workers, for comparison; both on loopback (uvloop and httptools, "
             f"picked by uvicorn as installed), database {INGEST_DB} created empty, emptied "
             "(TRUNCATE) before each load",
-            f"- the load generator: another process, N concurrent httpx AsyncClient requests on "
-            f"keep-alive connections, for {args.seconds:.0f} s after a {args.warmup:.0f} s "
+            "- the load generator: another process, N concurrent clients on keep-alive "
+            "connections (raw: a minimal HTTP/1.1 client over asyncio streams, "
+            "benchmarks/servers.py; httpx: httpx.AsyncClient, which costs the shared machine "
+            f"more CPU), for {args.seconds:.0f} s after a {args.warmup:.0f} s "
             f"warm-up; each body a payload_data 1-0-4 of {BATCH} browser-tracker events (60 % "
             "page views, 40 % struct events, each with cx: web_page and the standard context; "
             f"uid for 70 % of 2,000 users, duid, sid, vid, res, vp …), "
