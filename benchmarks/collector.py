@@ -785,7 +785,7 @@ def existing_seed(base: sa.URL, name: str, instances: int, weeks: int) -> Seeded
 
 def seed(base: sa.URL, name: str, instances: int, weeks: int) -> Seeded:
     """A new database with ``instances`` x ``weeks`` weekly pings of ``SEED_KEYS``, written with
-    COPY (FREEZE, foreign-key triggers off, secondary indexes of the big tables built after)."""
+    COPY (FREEZE, the indexes of the big tables built after)."""
     started = time.perf_counter()
     url = recreate_database(base, name)
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
@@ -798,18 +798,15 @@ def seed(base: sa.URL, name: str, instances: int, weeks: int) -> Seeded:
     jobs = [(a + 1, plan.instance[a:b], plan.week[a:b], plan.received[a:b]) for a, b in end]
     log(f"{name}: seeding {instances:,} instances x {weeks} weeks = {total:,} pings")
     with psycopg.connect(url.set(drivername="postgresql").render_as_string(False)) as conn:
-        conn.execute("SET session_replication_role = replica")  # no FK triggers: ids are ours
         conn.execute("SET maintenance_work_mem = '1GB'")
         # The big tables' indexes are built after the load (faster, and packed), each as the
         # migrations defined it.
         indexes = conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN "
-            "('ping_metrics', 'metric_meta') AND indexname NOT LIKE '%pkey'"
+            "('ping_metrics', 'metric_meta')"
         ).fetchall()
         for index, _ in indexes:
             conn.execute(f'DROP INDEX "{index}"')
-        for table in ("ping_metrics", "metric_meta"):
-            conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {table}_pkey")
         conn.execute("TRUNCATE instances, pings, ping_metrics, metric_meta")
         context = multiprocessing.get_context("spawn")
         with context.Pool(2, initializer=_seed_init, initargs=(instances, anchor)) as pool:
@@ -842,10 +839,6 @@ def seed(base: sa.URL, name: str, instances: int, weeks: int) -> Seeded:
         conn.commit()
         log(f"{name}: copied in {time.perf_counter() - started:.0f} s; building indexes")
         conn.autocommit = True
-        for table in ("ping_metrics", "metric_meta"):
-            conn.execute(
-                f"ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY (ping_id, key_path)"
-            )
         for _, definition in indexes:
             conn.execute(definition)
         conn.execute("VACUUM (ANALYZE)")

@@ -247,12 +247,12 @@ def test_another_instances_later_ping_does_not_hold_back_this_ones_facts(
     assert b.last_ping_id == newer.json()["conv_index"]["usage_data_id"]
 
 
-def test_migration_0006_drops_the_row_foreign_keys_keeps_the_rows_and_compresses_with_lz4(
+def test_migration_0006_drops_the_row_keys_keeps_the_rows_and_compresses_with_lz4(
     engine: sa.Engine,
 ) -> None:
-    """Down to 0005 (the keys exist), rows written, up again: the same rows, no foreign key, the
-    partial indexes still partial (SQLite copies each table to drop its key), and on PostgreSQL
-    the raw payload and response compressed with lz4."""
+    """Down to 0005 (the keys exist), rows written, up again: the same rows, no foreign or primary
+    key, an index on ping_id (BRIN on PostgreSQL), the partial indexes still partial (SQLite
+    copies each table to drop its keys), and on PostgreSQL the payload compressed with lz4."""
     from alembic import command
 
     from usage_ping.collector.storage import alembic_config, migrate
@@ -275,6 +275,24 @@ def test_migration_0006_drops_the_row_foreign_keys_keeps_the_rows_and_compresses
     migrate(engine)
     inspector = sa.inspect(engine)
     assert [inspector.get_foreign_keys(t) for t in tables] == [[], []]
+    assert [inspector.get_pk_constraint(t)["constrained_columns"] for t in tables] == [[], []]
+    by_ping = {
+        index["name"]: index["column_names"]
+        for table in tables
+        for index in inspector.get_indexes(table)
+        if (index["name"] or "").endswith("_ping_id")
+    }
+    assert by_ping == {
+        "ix_ping_metrics_ping_id": ["ping_id"],
+        "ix_metric_meta_ping_id": ["ping_id"],
+    }
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            access = conn.exec_driver_sql(
+                "SELECT DISTINCT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam"
+                " WHERE c.relname IN ('ix_ping_metrics_ping_id', 'ix_metric_meta_ping_id')"
+            ).scalars()
+            assert list(access) == ["brin"]
     where = f"{engine.dialect.name}_where"
     partial = {
         index["name"]

@@ -148,11 +148,10 @@ def load_exploration(
 ) -> Exploration:
     """The key path's latest value per instance seen in the window, and its weekly percentiles.
 
-    Queries: ``ix_instances_last_seen`` then the primary key of ``ping_metrics`` (last_ping_id,
-    key_path) for the latest values; for the weeks not in ``cache``, ``ix_ping_metrics_key_path``
-    (key_path, ping_id) from the first ping id of those weeks on, joined to ``pings`` by id
-    (percentiles in PostgreSQL, in Python on SQLite). With ``value`` added to that index the
-    scan would be index-only.
+    Queries: ``ix_instances_last_seen`` then ``ix_ping_metrics_key_path`` (key_path, ping_id,
+    value) for the latest values; for the weeks not in ``cache``, the same index from the first
+    ping id of those weeks on, joined to ``pings`` by id (percentiles in PostgreSQL, in Python on
+    SQLite).
     """
     window = Weeks.ending(now, weeks)
     latest = conn.execute(
@@ -185,14 +184,18 @@ def load_exploration(
 def suggest_key_paths(conn: sa.Connection, pings_read: int = 20) -> list[str]:
     """Key paths to offer in the picker: those of the latest ``pings_read`` pings.
 
-    Reads the newest ids of the primary key of ``pings`` and of ``ping_metrics``, never the whole
-    table (a DISTINCT over ``ping_metrics`` would read every row).
+    Reads the newest ids of the primary key of ``pings``, then the rows of ``ping_metrics`` from
+    the oldest of them on (``ix_ping_metrics_ping_id``, BRIN on PostgreSQL: the table's last
+    pages), never the whole table (a DISTINCT over ``ping_metrics`` would read every row).
     """
     latest = sa.select(pings.c.id).order_by(pings.c.id.desc()).limit(pings_read).subquery()
     return list(
         conn.execute(
             sa.select(ping_metrics.c.key_path)
-            .where(ping_metrics.c.ping_id.in_(sa.select(latest.c.id)))
+            .where(
+                ping_metrics.c.ping_id >= sa.select(sa.func.min(latest.c.id)).scalar_subquery(),
+                ping_metrics.c.ping_id.in_(sa.select(latest.c.id)),
+            )
             .distinct()
             .order_by(ping_metrics.c.key_path)
         ).scalars()

@@ -160,8 +160,8 @@ def load_instance(conn: sa.Connection, uuid: str) -> InstanceDetail | None:
     """The instance's page, or None if the service never heard of it.
 
     Uses the primary key of ``instances``, ``uq_pings_uuid_recorded_at`` (uuid, recorded_at) for
-    the history, the primary key of ``ping_metrics`` (ping_id, key_path) for the key paths of the
-    latest ping, and ``ix_ping_errors_uuid``.
+    the history, ``ix_ping_metrics_ping_id`` (BRIN on PostgreSQL) for the key paths of the latest
+    ping, and ``ix_ping_errors_uuid``.
     """
     facts = conn.execute(sa.select(instances).where(instances.c.uuid == uuid)).first()
     if facts is None:
@@ -213,7 +213,7 @@ def load_instance(conn: sa.Connection, uuid: str) -> InstanceDetail | None:
 def metric_trend(conn: sa.Connection, uuid: str, key_path: str) -> charts.Chart:
     """A key path's value in each of the instance's pings (failures marked apart).
 
-    Uses ``uq_pings_uuid_recorded_at`` then the primary key of ``ping_metrics``.
+    Uses ``uq_pings_uuid_recorded_at`` then ``ix_ping_metrics_key_path`` (key_path, ping_id).
     """
     rows = conn.execute(
         sa.select(pings.c.recorded_at, ping_metrics.c.value)

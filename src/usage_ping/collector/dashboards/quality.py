@@ -183,7 +183,11 @@ def _durations(
     )
     source = sa.select(
         metric_meta.c.key_path.label("grp"), metric_meta.c.duration_ms.label("value")
-    ).where(metric_meta.c.ping_id.in_(sa.select(latest.c.id)))
+    ).where(
+        # the range first: a BRIN index finds it (the table's last pages), the list then filters
+        metric_meta.c.ping_id >= sa.select(sa.func.min(latest.c.id)).scalar_subquery(),
+        metric_meta.c.ping_id.in_(sa.select(latest.c.id)),
+    )
     if key_path is not None:
         source = source.where(metric_meta.c.key_path == key_path)
     return {str(k): v for k, v in summarize(conn, source, (0.95,)).items()}
@@ -283,13 +287,13 @@ def load_quality(
     Queries, for the weeks not in ``cache``:
 
     - pings per week, version and installation type: ``ix_pings_received_at``;
-    - failed values per week, key path, code, version and type: the primary key of
-      ``ping_metrics`` from the first ping id of those weeks on, joined to ``pings`` by id. A
-      partial index ``ping_metrics (ping_id, key_path) WHERE value IN (-1, -2, -3)`` reduces that
-      to the failed rows (the condition is written inline so the planner can use it);
+    - failed values per week, key path, code, version and type: the rows of ``ping_metrics``
+      from the first ping id of those weeks on, joined to ``pings`` by id. A partial index
+      ``ping_metrics (ping_id, key_path) WHERE value IN (-1, -2, -3)`` reduces that to the failed
+      rows (the condition is written inline so the planner can use it);
 
-    and, for the durations, the primary key of ``metric_meta`` for the latest
-    ``DURATION_SAMPLE`` pings (percentiles in PostgreSQL, in Python on SQLite).
+    and, for the durations, ``ix_metric_meta_ping_id`` (BRIN on PostgreSQL) from the oldest of
+    the latest ``DURATION_SAMPLE`` pings on (percentiles in PostgreSQL, in Python on SQLite).
     """
     window = Weeks.ending(now, weeks)
     per_week = _window(conn, window, cache)
@@ -366,7 +370,7 @@ def load_metric_report(
     key path: an index ``metric_meta (key_path, ping_id) WHERE error IS NOT NULL`` would make that
     direct. The latest failed pings read the failed rows of the key path in the window
     (``ix_ping_metrics_key_path``, or the partial index of failures); durations are those of the
-    latest ``DURATION_SAMPLE`` pings (primary key lookups).
+    latest ``DURATION_SAMPLE`` pings (``ix_metric_meta_ping_id`` from the oldest of them on).
     """
     window = Weeks.ending(now, weeks)
     per_week = _window(conn, window, cache)
@@ -432,7 +436,13 @@ def load_metric_report(
         .select_from(latest)
         .outerjoin(
             metric_meta,
-            sa.and_(metric_meta.c.ping_id == latest.c.id, metric_meta.c.key_path == key_path),
+            # error IS NOT NULL: the partial index ix_metric_meta_errors finds the row (a row
+            # without an error gives NULL either way)
+            sa.and_(
+                metric_meta.c.ping_id == latest.c.id,
+                metric_meta.c.key_path == key_path,
+                metric_meta.c.error.is_not(None),
+            ),
         )
         .order_by(latest.c.received_at.desc(), latest.c.id.desc())
     ).all()
