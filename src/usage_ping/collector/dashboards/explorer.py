@@ -189,11 +189,14 @@ def suggest_key_paths(conn: sa.Connection, pings_read: int = 20) -> list[str]:
     pages), never the whole table (a DISTINCT over ``ping_metrics`` would read every row).
     """
     latest = sa.select(pings.c.id).order_by(pings.c.id.desc()).limit(pings_read).subquery()
+    oldest = conn.execute(sa.select(sa.func.min(latest.c.id))).scalar()
+    if oldest is None:
+        return []
     return list(
         conn.execute(
             sa.select(ping_metrics.c.key_path)
             .where(
-                ping_metrics.c.ping_id >= sa.select(sa.func.min(latest.c.id)).scalar_subquery(),
+                ping_metrics.c.ping_id >= oldest,  # a value: the planner sees how few rows
                 ping_metrics.c.ping_id.in_(sa.select(latest.c.id)),
             )
             .distinct()
