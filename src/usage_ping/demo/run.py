@@ -114,6 +114,12 @@ def prepare(args: argparse.Namespace, console: Console) -> DemoRun:
     console.print(f"[bold]1.[/] configuration: {config}")
     ping = UsagePing.from_config(config)
     ping.counters = dict(demo_counters(ping.store))  # the plain counters its metrics read
+    if ping.engine.dialect.name == "sqlite":
+        # WAL (kept in the file): the build's batch queries read while the platform and the
+        # usage ping state write; with the default journal a write could stall a batch past its
+        # one-second limit on a loaded machine.
+        with ping.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
 
     if args.reseed or not _seeded(ping.engine):
         with Progress(
