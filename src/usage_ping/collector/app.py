@@ -34,6 +34,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from usage_ping import __version__
 from usage_ping.collector.api import api_router
+from usage_ping.collector.bodies import BodyTooLargeError, read_body
 from usage_ping.collector.dashboards import mount_dashboards
 from usage_ping.collector.dashboards.events import events_page_router
 from usage_ping.collector.ingest import Ingestor, InvalidPingError
@@ -45,10 +46,6 @@ from usage_ping.collector.storage import migrate, ping_errors, ping_metadata
 from usage_ping.payload.serialize import to_json
 
 __all__ = ["SERVICE_CONFIG_ENV", "RateLimiter", "app_from_env", "create_app"]
-
-
-class BodyTooLargeError(Exception):
-    """The request body is over the limit (before or after decompression)."""
 
 
 class NotJSONError(Exception):
@@ -77,20 +74,6 @@ class RateLimiter:
                 return 0.0
             self._buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLargeError
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _decode(body: bytes, encoding: str, limit: int) -> bytes:
@@ -177,7 +160,7 @@ def create_app(
 
     async def document(request: Request) -> tuple[Any, bytes]:
         """The parsed body, and the body as it was sent (decompressed)."""
-        raw = await _read_body(request, settings.max_body_bytes)
+        raw = await read_body(request, settings.max_body_bytes)
         encoding = request.headers.get("content-encoding", "").lower()
         body = _decode(raw, encoding, settings.max_body_bytes)
         try:

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from usage_ping.collector.bodies import BodyTooLargeError, read_body
 from usage_ping.collector.settings import ServiceSettings, SnowplowSettings
 from usage_ping.collector.slots import IngestSlots
 from usage_ping.collector.snowplow.enrich import (
@@ -58,10 +59,6 @@ PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRA
 
 _PRIVATE_HEADERS = frozenset({"cookie", "authorization"})
 _ADDRESS_HEADERS = frozenset({"x-forwarded-for", "forwarded", "x-real-ip"})
-
-
-class BodyTooLargeError(Exception):
-    """The body is over the collector's limit."""
 
 
 class Collector:
@@ -207,21 +204,6 @@ class Collector:
                 samesite="none" if settings.cookie_secure else "lax",
             )
 
-    async def read_body(self, request: Request) -> bytes:
-        """The body, or :class:`BodyTooLargeError` past the limit (without reading it all)."""
-        limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise BodyTooLargeError
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLargeError
-            chunks.append(chunk)
-        return b"".join(chunks)
-
 
 def _pixel() -> Response:
     return Response(
@@ -266,7 +248,7 @@ def mount_snowplow(
     async def tp2_post(request: Request) -> Response:
         context = collector.context(request, "tp2")
         try:
-            body = await collector.read_body(request)
+            body = await read_body(request, config.max_body_bytes)
         except BodyTooLargeError:
             error = f"size violation: the body is over {config.max_body_bytes} bytes"
             events: list[dict[str, str] | Failure] = [Failure([error])]
