@@ -40,10 +40,7 @@ import multiprocessing
 import os
 import platform
 import re
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,12 +56,10 @@ import httpx
 import numpy as np
 import psycopg
 import sqlalchemy as sa
-import yaml
 
 import usage_ping
-from servers import RawClient, server_command  # benchmarks/servers.py
+from servers import RawClient, Service  # benchmarks/servers.py
 from usage_ping.collector.api import hash_token
-from usage_ping.collector.app import SERVICE_CONFIG_ENV
 from usage_ping.collector.auth import hash_password
 from usage_ping.collector.flatten import flatten, meta_rows
 from usage_ping.collector.score import conv_index, instance_values
@@ -312,79 +307,15 @@ PASSWORD = "benchmark operator password"
 API_TOKEN = "benchmark-api-token"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Service:
-    """uvicorn serving ``app_from_env`` on a loopback port, as a subprocess."""
-
-    def __init__(
-        self, database_url: str, workers: int, workdir: Path, name: str, server: str = "usage-ping"
-    ) -> None:
-        self.workers = workers
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = workdir / f"{name}.yml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "database_url": database_url,
-                    "ingest_per_minute": 100_000_000,
-                    "secret_key": "benchmark-secret-key-0123456789",
-                    "operators": {OPERATOR: _password_hash()},
-                    "api_tokens": [hash_token(API_TOKEN)],
-                }
-            )
-        )
-        self.log_path = workdir / f"{name}.log"
-        self._log = self.log_path.open("w")
-        env = {**os.environ, SERVICE_CONFIG_ENV: str(config)}
-        self.process = subprocess.Popen(
-            server_command(server, self.port, workers),
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Until every worker has started (their startup lines) and /health answers."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited: {self.log_path.read_text()[-2000:]}")
-            started = self.log_path.read_text().count("Application startup complete")
-            if started >= self.workers:
-                try:
-                    if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.2)
-        raise RuntimeError(f"uvicorn did not start in {timeout:.0f} s: see {self.log_path}")
-
-    def errors(self) -> list[str]:
-        """Tracebacks' last lines in the server log."""
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        return [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)]
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-
-    def __enter__(self) -> Service:
-        self.wait_ready()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+def service_config(database_url: str) -> dict[str, Any]:
+    """The service's configuration: one operator, one API token, the ingest rate limit raised."""
+    return {
+        "database_url": database_url,
+        "ingest_per_minute": 100_000_000,
+        "secret_key": "benchmark-secret-key-0123456789",
+        "operators": {OPERATOR: _password_hash()},
+        "api_tokens": [hash_token(API_TOKEN)],
+    }
 
 
 _HASH: list[str] = []
@@ -994,7 +925,7 @@ def measure_ingest(
 ) -> list[IngestRow]:
     rows = []
     name = f"{backend}-{workers}w-{server}-{data.split(maxsplit=1)[0]}".replace(",", "")
-    with Service(database_url, workers, workdir, name, server) as service:
+    with Service(service_config(database_url), workers, workdir, name, server) as service:
         for concurrency in concurrencies:
             log(
                 f"ingest {backend}, {server} {workers} worker(s), {client} c={concurrency} ({data})"
@@ -1103,27 +1034,19 @@ def measure(args: argparse.Namespace, workdir: Path) -> Run:
         args=args,
     )
     middle = args.concurrencies[len(args.concurrencies) // 2]
-    ingest += measure_ingest(
-        plain,
-        workdir,
-        backend="PostgreSQL",
-        workers=2,
-        data="empty",
-        concurrencies=[middle],
-        args=args,
-        client="httpx",
-    )
-    # The same load on uvicorn's own --workers (one shared socket), for comparison.
-    ingest += measure_ingest(
-        plain,
-        workdir,
-        backend="PostgreSQL",
-        workers=2,
-        data="empty",
-        concurrencies=[middle],
-        args=args,
-        server="uvicorn",
-    )
+    # For comparison: httpx as the client, and uvicorn's own --workers (one shared socket).
+    for client, server in (("httpx", "usage-ping"), ("raw", "uvicorn")):
+        ingest += measure_ingest(
+            plain,
+            workdir,
+            backend="PostgreSQL",
+            workers=2,
+            data="empty",
+            concurrencies=[middle],
+            args=args,
+            client=client,
+            server=server,
+        )
     if not args.skip_sqlite:
         for workers in (2, 1):
             path = workdir / f"sqlite-{workers}.sqlite3"
@@ -1156,7 +1079,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> Run:
         migrate(engine)  # a reused database gets the service's newer migrations
         with engine.begin() as conn:  # every run starts with no week's figures kept
             conn.execute(dashboard_weeks.delete())
-        with Service(seeded_url.render_as_string(False), 2, workdir, name) as service:
+        config = service_config(seeded_url.render_as_string(False))
+        with Service(config, 2, workdir, name) as service:
             log(f"pages on {seeded.label} ({seeded.rows['ping_metrics']:,} metric rows)")
             pages_by_size[seeded.label] = time_pages(service, engine, args.runs)
         engine.dispose()

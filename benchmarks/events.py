@@ -38,11 +38,7 @@ import json
 import multiprocessing
 import os
 import platform
-import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,11 +55,9 @@ import httpx
 import numpy as np
 import psycopg
 import sqlalchemy as sa
-import yaml
 
 import usage_ping
-from servers import RawClient, server_command  # benchmarks/servers.py
-from usage_ping.collector.app import SERVICE_CONFIG_ENV
+from servers import RawClient, Service  # benchmarks/servers.py
 from usage_ping.collector.snowplow.analytics import (
     Interval,
     Per,
@@ -213,88 +207,6 @@ def server_facts() -> str:
 
 
 # -- the service -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Service:
-    """The service (``usage-ping serve`` or plain uvicorn) on a loopback port, as a subprocess."""
-
-    def __init__(
-        self,
-        url: str,
-        workers: int,
-        workdir: Path,
-        env: dict[str, str],
-        server: str = "usage-ping",
-    ) -> None:
-        self.workers = workers
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = workdir / "service.yml"
-        config.write_text(yaml.safe_dump({"database_url": url}))
-        self.log_path = workdir / f"service-{server}.log"
-        self._log = self.log_path.open("w")
-        self.process = subprocess.Popen(
-            server_command(server, self.port, workers),
-            env={**os.environ, SERVICE_CONFIG_ENV: str(config), **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited: {self.log_path.read_text()[-2000:]}")
-            started = self.log_path.read_text().count("Application startup complete")
-            if started >= self.workers:
-                try:
-                    if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.2)
-        raise RuntimeError(f"uvicorn did not start in {timeout:.0f} s: see {self.log_path}")
-
-    def workers_cpu(self) -> list[float]:
-        """CPU seconds of each uvicorn worker (the master's children) so far."""
-        found = []
-        for status in Path("/proc").glob("[0-9]*/status"):
-            try:
-                text = status.read_text()
-            except OSError:
-                continue
-            if f"\nPPid:\t{self.process.pid}\n" not in text:
-                continue
-            command = (status.parent / "cmdline").read_bytes()
-            if b"resource_tracker" not in command:  # multiprocessing's helper, not a worker
-                found.append(_cpu_seconds(status.parent.name))
-        return sorted(found)
-
-    def errors(self) -> list[str]:
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        return [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)]
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-
-    def __enter__(self) -> Service:
-        self.wait_ready()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 # -- the load generator (another process) ------------------------------------------------------
@@ -517,14 +429,6 @@ class IngestRow:
         return self.good / self.load.seconds if self.load.seconds else 0.0
 
 
-def _cpu_seconds(pid: str) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _busy_seconds() -> float:
     with open("/proc/stat") as stat:
         fields = [int(x) for x in stat.readline().split()[1:]]
@@ -576,7 +480,7 @@ def _ingest_with(
     workdir: Path,
 ) -> list[IngestRow]:
     rows = []
-    with Service(url, 2, workdir, {}, server) as service:
+    with Service({"database_url": url}, 2, workdir, f"service-{server}", server) as service:
         log(f"ingest ({server}): warm-up")
         generate_load(service.url, 8, args.warmup, seed=1)
         for number, concurrency in enumerate(concurrencies, start=2):

@@ -1,5 +1,5 @@
-"""How the benchmarks start the central service (``usage-ping serve`` or plain uvicorn), and the
-lean HTTP client their load generators use.
+"""How the benchmarks run the central service (``usage-ping serve`` or plain uvicorn, as a
+subprocess on a loopback port), and the lean HTTP client their load generators use.
 
 ``usage-ping`` (the default) is the production command: each worker on its own ``SO_REUSEPORT``
 socket (``usage_ping.collector.workers``). ``uvicorn`` is uvicorn's own ``--workers``, every worker
@@ -10,9 +10,21 @@ worker.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import socket
+import subprocess
 import sys
+import time
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpx
+import yaml
+
+from usage_ping.collector.app import SERVICE_CONFIG_ENV
 
 SERVERS = ("usage-ping", "uvicorn")
 
@@ -31,6 +43,99 @@ def server_command(server: str, port: int, workers: int) -> list[str]:
             "--workers", str(workers), "--log-level", "info", "--no-access-log",
         ]  # fmt: skip
     raise ValueError(f"unknown server {server!r}: one of {', '.join(SERVERS)}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _cpu_seconds(pid: str) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Service:
+    """The service serving ``app_from_env`` on a loopback port, as a subprocess, configured by
+    ``config`` (written to ``<workdir>/<name>.yml``); its log in ``<workdir>/<name>.log``."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        workers: int,
+        workdir: Path,
+        name: str,
+        server: str = "usage-ping",
+    ) -> None:
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        path = workdir / f"{name}.yml"
+        path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / f"{name}.log"
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            server_command(server, self.port, workers),
+            env={**os.environ, SERVICE_CONFIG_ENV: str(path)},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until every worker has started (their startup lines) and /health answers."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the service exited: {self.log_path.read_text()[-2000:]}")
+            started = self.log_path.read_text().count("Application startup complete")
+            if started >= self.workers:
+                try:
+                    if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the service did not start in {timeout:.0f} s: see {self.log_path}")
+
+    def workers_cpu(self) -> list[float]:
+        """CPU seconds of each worker (the main process's children) so far."""
+        found = []
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                text = status.read_text()
+            except OSError:
+                continue
+            if f"\nPPid:\t{self.process.pid}\n" not in text:
+                continue
+            command = (status.parent / "cmdline").read_bytes()
+            if b"resource_tracker" not in command:  # multiprocessing's helper, not a worker
+                found.append(_cpu_seconds(status.parent.name))
+        return sorted(found)
+
+    def errors(self) -> list[str]:
+        """Tracebacks' last lines in the server log."""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)]
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+    def __enter__(self) -> Service:
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
 
 class RawClient:
