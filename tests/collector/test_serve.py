@@ -40,8 +40,12 @@ def _workers(parent: int) -> list[int]:
     return sorted(found)
 
 
-def _established(pid: int, port: int) -> int:
-    """How many established TCP connections to ``port`` the process ``pid`` holds."""
+ESTABLISHED, LISTEN = "01", "0A"
+"""States of a socket in /proc/net/tcp."""
+
+
+def _sockets(pid: int, port: int, state: str = ESTABLISHED) -> int:
+    """How many TCP sockets on local ``port`` in ``state`` the process ``pid`` holds."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -54,7 +58,7 @@ def _established(pid: int, port: int) -> int:
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local_port = int(fields[1].split(":")[1], 16)
-        if local_port == port and fields[3] == "01" and fields[9] in inodes:
+        if local_port == port and fields[3] == state and fields[9] in inodes:
             count += 1
     return count
 
@@ -83,7 +87,10 @@ def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     )
 
     def ready() -> bool:
-        if len(_workers(process.pid)) < 2:
+        # Each worker listens once its app has started: until then the kernel hands every
+        # connection to the workers already listening.
+        workers = _workers(process.pid)
+        if len(workers) < 2 or not all(_sockets(pid, port, LISTEN) for pid in workers):
             return False
         try:
             return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
@@ -109,7 +116,7 @@ def test_keep_alive_connections_are_spread_over_the_workers(
     try:
         for client in clients:
             assert client.get("/health").status_code == 200
-        held = [_established(pid, port) for pid in _workers(process.pid)]
+        held = [_sockets(pid, port) for pid in _workers(process.pid)]
         assert sum(held) == 16
         assert all(count > 0 for count in held), held
     finally:
@@ -123,7 +130,13 @@ def test_a_dead_worker_is_replaced_and_sigterm_stops_them_all(
     process, port = service
     first, second = _workers(process.pid)
     os.kill(first, signal.SIGKILL)
-    _wait(lambda: len(_workers(process.pid)) == 2 and first not in _workers(process.pid))
+    _wait(
+        lambda: (
+            len(_workers(process.pid)) == 2
+            and first not in _workers(process.pid)
+            and all(_sockets(pid, port, LISTEN) for pid in _workers(process.pid))
+        )
+    )
     assert second in _workers(process.pid)
     _wait(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200)
     workers = _workers(process.pid)
