@@ -102,8 +102,12 @@ def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         yield process, port
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            process.terminate()  # the supervisor stops its workers
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def test_keep_alive_connections_are_spread_over_the_workers(
@@ -175,3 +179,17 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         taken.close()
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_workers_end_when_the_supervisor_is_killed(
+    service: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    """SIGKILL leaves the supervisor no chance to stop its workers: they see it gone and stop
+    themselves, freeing the port."""
+    process, port = service
+    workers = _workers(process.pid)
+    process.kill()
+    process.wait()
+    _wait(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=30)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -57,7 +59,20 @@ def bind_reuse_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(options: WorkerOptions) -> None:  # pragma: no cover - runs in a child process
+def _exit_with(supervisor: int) -> None:
+    """End this worker (SIGTERM: uvicorn's graceful stop) once the supervisor is gone, even if it
+    was killed with SIGKILL and could not stop its workers: an orphan would keep the port."""
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="usage-ping-supervisor-watch", daemon=True).start()
+
+
+def _worker(options: WorkerOptions, supervisor: int) -> None:  # pragma: no cover - a child
+    _exit_with(supervisor)
     sock = bind_reuse_port(options.host, options.port)
     config = uvicorn.Config(
         options.app,
@@ -96,7 +111,9 @@ class _Supervisor:
         self.stopping = False
 
     def _start(self) -> BaseProcess:
-        process = self.context.Process(target=_worker, args=(self.options,), daemon=False)
+        process = self.context.Process(
+            target=_worker, args=(self.options, os.getpid()), daemon=False
+        )
         process.start()
         return process
 
