@@ -519,7 +519,7 @@ def load_average() -> str:
 
 # -- seeding the dashboards' database ----------------------------------------------------------
 
-SEED_VERSION = 1
+SEED_VERSION = 2
 """Bump when the seeded data change: databases with an older marker are seeded again."""
 SEED_CHUNK = 5000
 """Pings generated (and copied) at a time."""
@@ -588,9 +588,19 @@ def _text(value: object) -> str:
 _SEED_STATE: dict[str, Any] = {}
 
 
+EXTRA_KEYS = ("license.trial", "license.user_count", "settings.ldap_enabled")
+"""The flat rows of a seeded ping besides its ``SEED_KEYS``."""
+
+
+def seed_key_ids() -> dict[str, int]:
+    """The ids of the seeded key paths in ``key_paths``, numbered here (seeding writes them)."""
+    return {path: n for n, path in enumerate(sorted({*SEED_KEYS, *EXTRA_KEYS}), start=1)}
+
+
 def _seed_init(instances: int, anchor: datetime) -> None:
     _SEED_STATE["population"] = Population.make(instances, SEED_KEYS, seed=1, prefix="seed")
     _SEED_STATE["anchor"] = anchor
+    _SEED_STATE["ids"] = seed_key_ids()
 
 
 def seed_chunk(job: tuple[int, np.ndarray, np.ndarray, np.ndarray]) -> tuple[bytes, bytes, bytes]:
@@ -606,7 +616,8 @@ def seed_chunk(job: tuple[int, np.ndarray, np.ndarray, np.ndarray]) -> tuple[byt
     ping_lines: list[str] = []
     metric_lines: list[str] = []
     meta_lines: list[str] = []
-    escaped = [k.translate(_ESCAPE) for k in population.keys]
+    ids: dict[str, int] = _SEED_STATE["ids"]
+    numbers = [ids[k] for k in population.keys]
     for n in range(len(rows)):
         ping_id = first_id + n
         i, week = int(rows[n]), int(weeks[n])
@@ -618,7 +629,7 @@ def seed_chunk(job: tuple[int, np.ndarray, np.ndarray, np.ndarray]) -> tuple[byt
         # The rows flatten() and meta_rows() make of the document, built from the same values
         # (4x faster); the first ping of each chunk is checked against them.
         flat = {k: float(int(v)) for k, v in zip(population.keys, values[n].tolist(), strict=True)}
-        flat["license.trial"] = 0.0
+        flat["license.trial"] = 0.0  # the EXTRA_KEYS
         flat["license.user_count"] = float(doc["license"]["user_count"])
         flat["settings.ldap_enabled"] = 1.0 if doc["settings"]["ldap_enabled"] else 0.0
         entries = doc["meta"]["metrics"]
@@ -637,15 +648,12 @@ def seed_chunk(job: tuple[int, np.ndarray, np.ndarray, np.ndarray]) -> tuple[byt
         ping_lines.append("\t".join(_text(f) for f in fields))
         prefix = f"{ping_id}\t"
         metric_lines += [
-            f"{prefix}{k}\t{v!r}" for k, v in zip(escaped, flat.values(), strict=False)
+            f"{prefix}{k}\t{v!r}" for k, v in zip(numbers, flat.values(), strict=False)
         ]
-        metric_lines += [
-            f"{prefix}{k}\t{flat[k]!r}"
-            for k in ("license.trial", "license.user_count", "settings.ldap_enabled")
-        ]
+        metric_lines += [f"{prefix}{ids[k]}\t{flat[k]!r}" for k in EXTRA_KEYS]
         meta_lines += [
             f"{prefix}{k}\t{e['duration_ms']!r}\t{_text(e.get('error'))}"
-            for k, e in zip(escaped[1:], entries, strict=True)
+            for k, e in zip(numbers[1:], entries, strict=True)
         ]
     return tuple(  # type: ignore[return-value]
         ("\n".join(lines) + "\n").encode() for lines in (ping_lines, metric_lines, meta_lines)
@@ -738,7 +746,11 @@ def seed(base: sa.URL, name: str, instances: int, weeks: int) -> Seeded:
         ).fetchall()
         for index, _ in indexes:
             conn.execute(f'DROP INDEX "{index}"')
-        conn.execute("TRUNCATE instances, pings, ping_metrics, metric_meta")
+        conn.execute("TRUNCATE instances, pings, ping_metrics, metric_meta, key_paths")
+        with conn.cursor().copy("COPY key_paths (id, path) FROM STDIN") as copy:
+            for path, number in seed_key_ids().items():
+                copy.write_row((number, path))
+        conn.execute("SELECT setval('key_paths_id_seq', (SELECT max(id) FROM key_paths))")
         context = multiprocessing.get_context("spawn")
         with context.Pool(2, initializer=_seed_init, initargs=(instances, anchor)) as pool:
             done = 0
@@ -746,8 +758,8 @@ def seed(base: sa.URL, name: str, instances: int, weeks: int) -> Seeded:
                 with conn.cursor() as cur:
                     for table, columns, data in (
                         ("pings", PING_COLUMNS, pings_text),
-                        ("ping_metrics", "ping_id, key_path, value", metrics_text),
-                        ("metric_meta", "ping_id, key_path, duration_ms, error", meta_text),
+                        ("ping_metrics", "ping_id, key_path_id, value", metrics_text),
+                        ("metric_meta", "ping_id, key_path_id, duration_ms, error", meta_text),
                     ):
                         with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FREEZE)") as copy:
                             copy.write(data)
@@ -827,9 +839,9 @@ def pages(engine: sa.Engine) -> list[tuple[str, str, bool]]:
         ).one()
         failing = conn.execute(
             sa.text(
-                "SELECT key_path FROM ping_metrics WHERE value IN (-1, -2, -3) "
-                "AND ping_id > (SELECT max(id) - 20000 FROM pings) "
-                "GROUP BY key_path ORDER BY count(*) DESC LIMIT 1"
+                "SELECT k.path FROM ping_metrics m JOIN key_paths k ON k.id = m.key_path_id "
+                "WHERE m.value IN (-1, -2, -3) AND m.ping_id > (SELECT max(id) - 20000 FROM pings) "
+                "GROUP BY k.path ORDER BY count(*) DESC LIMIT 1"
             )
         ).scalar()
     day_ago = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -23,7 +23,7 @@ from usage_ping.collector.export import (
     write_metrics,
 )
 from usage_ping.collector.flatten import flatten
-from usage_ping.collector.storage import ping_metrics, pings
+from usage_ping.collector.storage import key_paths, ping_metrics, pings
 
 pytestmark = pytest.mark.dialects("postgresql", "sqlite")
 
@@ -47,11 +47,12 @@ def _database_metrics(engine: sa.Engine) -> list[tuple[Any, ...]]:
             pings.c.version,
             pings.c.edition,
             pings.c.installation_type,
-            ping_metrics.c.key_path,
+            key_paths.c.path,
             ping_metrics.c.value,
         )
         .join(pings, pings.c.id == ping_metrics.c.ping_id)
-        .order_by(ping_metrics.c.ping_id, ping_metrics.c.key_path)
+        .join(key_paths, key_paths.c.id == ping_metrics.c.key_path_id)
+        .order_by(ping_metrics.c.ping_id, key_paths.c.path)
     )
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(query)]

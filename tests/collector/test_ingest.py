@@ -20,6 +20,16 @@ from usage_ping.collector.storage import metadata
 pytestmark = pytest.mark.dialects("postgresql", "sqlite")
 
 
+METRICS = (
+    "SELECT k.path AS key_path, m.value"
+    " FROM ping_metrics m JOIN key_paths k ON k.id = m.key_path_id"
+)
+META = (
+    "SELECT k.path AS key_path, m.duration_ms, m.error"
+    " FROM metric_meta m JOIN key_paths k ON k.id = m.key_path_id"
+)
+
+
 def _count(engine: sa.Engine, table: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
@@ -47,12 +57,9 @@ def test_the_ping_is_flattened_and_its_meta_kept(client: TestClient, engine: sa.
     """Numbers and booleans become rows by key path; strings stay in the raw payload only."""
     client.post("/usage_data", json=ping())
     with engine.connect() as conn:
-        rows: dict[str, float] = {
-            r.key_path: r.value
-            for r in conn.execute(sa.text("SELECT key_path, value FROM ping_metrics"))
-        }
+        rows: dict[str, float] = {r.key_path: r.value for r in conn.execute(sa.text(METRICS))}
         meta = {r.key_path: (r.duration_ms, r.error)
-                for r in conn.execute(sa.text("SELECT * FROM metric_meta"))}  # fmt: skip
+                for r in conn.execute(sa.text(META))}  # fmt: skip
         raw = conn.execute(sa.text("SELECT payload, source, version FROM pings")).one()
     assert rows["counts.issues"] == 1200
     assert rows["counts_monthly.deployments"] == -1
@@ -81,12 +88,9 @@ def test_every_metric_row_is_stored_as_sent(client: TestClient, engine: sa.Engin
     answer = client.post("/usage_data", json=ping(counts={**odd, **many}, meta=meta))
     assert answer.status_code == 201
     with engine.connect() as conn:
-        rows: dict[str, float] = {
-            r.key_path: r.value
-            for r in conn.execute(sa.text("SELECT key_path, value FROM ping_metrics"))
-        }
+        rows: dict[str, float] = {r.key_path: r.value for r in conn.execute(sa.text(METRICS))}
         stored = {r.key_path: (r.duration_ms, r.error)
-                  for r in conn.execute(sa.text("SELECT * FROM metric_meta"))}  # fmt: skip
+                  for r in conn.execute(sa.text(META))}  # fmt: skip
     for key, value in {**odd, **many}.items():
         assert rows[f"counts.{key}"] == value
     assert len(rows) == len(odd) + len(many) + 8  # and the 8 other numbers of ping()
@@ -272,7 +276,7 @@ def test_migration_0006_drops_the_row_keys_keeps_the_rows_and_compresses_with_lz
         conn.execute(
             sa.text("INSERT INTO metric_meta VALUES (7, 'a', 3, 'boom'), (7, 'b', 1, NULL)")
         )
-    migrate(engine)
+    migrate(engine, "0006")
     inspector = sa.inspect(engine)
     assert [inspector.get_foreign_keys(t) for t in tables] == [[], []]
     assert [inspector.get_pk_constraint(t)["constrained_columns"] for t in tables] == [[], []]
@@ -316,6 +320,126 @@ def test_migration_0006_drops_the_row_keys_keeps_the_rows_and_compresses_with_lz
             "payload": "l",
             "response": "l",
         }
+
+
+def test_migration_0007_names_key_paths_by_id_and_back(engine: sa.Engine) -> None:
+    """Rows written at 0006 with text key paths come out of 0007 with ids numbered in key_paths
+    (each path once, shared by both tables), in ping order, with the indexes on the ids; the
+    downgrade gives the text back and drops key_paths."""
+    from alembic import command
+
+    from usage_ping.collector.storage import alembic_config, migrate
+
+    migrate(engine, "0006")
+    metrics = [(8, "b", 2.0), (7, "a", -1.0), (7, "b", 3.0), (9, "c.é", 4.0)]
+    meta = [(7, "a", 3.0, "boom"), (8, "b", None, None), (9, "only.meta", 1.0, None)]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO ping_metrics VALUES (:p, :k, :v)"),
+            [{"p": p, "k": k, "v": v} for p, k, v in metrics],
+        )
+        conn.execute(
+            sa.text("INSERT INTO metric_meta VALUES (:p, :k, :d, :e)"),
+            [{"p": p, "k": k, "d": d, "e": e} for p, k, d, e in meta],
+        )
+    migrate(engine)
+    with engine.connect() as conn:
+        paths = dict(conn.execute(sa.text("SELECT path, id FROM key_paths")).all())
+        assert sorted(paths) == ["a", "b", "c.é", "only.meta"]
+        ids = [
+            tuple(r)
+            for r in conn.execute(sa.text("SELECT ping_id, key_path_id, value FROM ping_metrics"))
+        ]
+        by_path = conn.execute(sa.text(f"{METRICS} ORDER BY m.ping_id, k.path")).all()
+        meta_rows = conn.execute(sa.text(f"{META} ORDER BY k.path")).all()
+    assert [row[0] for row in ids] == [7, 7, 8, 9]  # copied in ping order (BRIN stays tight)
+    assert {(p, paths[k], v) for p, k, v in metrics} == set(ids)
+    assert [tuple(r) for r in by_path] == [("a", -1.0), ("b", 3.0), ("b", 2.0), ("c.é", 4.0)]
+    assert [tuple(r) for r in meta_rows] == [
+        ("a", 3.0, "boom"),
+        ("b", None, None),
+        ("only.meta", 1.0, None),
+    ]
+    indexes = {
+        index["name"]: index["column_names"]
+        for table in ("ping_metrics", "metric_meta")
+        for index in sa.inspect(engine).get_indexes(table)
+    }
+    assert indexes == {
+        "ix_ping_metrics_ping_id": ["ping_id"],
+        "ix_ping_metrics_key_path": ["key_path_id", "ping_id", "value"],
+        "ix_ping_metrics_failed": ["ping_id", "key_path_id"],
+        "ix_metric_meta_ping_id": ["ping_id"],
+        "ix_metric_meta_errors": ["key_path_id", "ping_id"],
+    }
+    command.downgrade(alembic_config(engine), "0006")
+    assert "key_paths" not in sa.inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        back = conn.execute(sa.text("SELECT * FROM ping_metrics ORDER BY 1, 2")).all()
+        back_meta = conn.execute(sa.text("SELECT * FROM metric_meta ORDER BY 1, 2")).all()
+    assert [tuple(r) for r in back] == sorted(metrics)
+    assert [tuple(r) for r in back_meta] == sorted(meta, key=lambda r: (r[0], r[1]))
+
+
+def test_key_paths_are_numbered_once_and_shared_by_pings(
+    client: TestClient, engine: sa.Engine
+) -> None:
+    """A second ping reuses the first one's ids and numbers only its new paths; a path named
+    only in meta is numbered too; the flat rows read back by name."""
+    client.post("/usage_data", json=ping(days_ago=7))
+    before = _count(engine, "key_paths")
+    meta = {"metrics": [{"key_path": "counts.only_in_meta", "duration_ms": 2.0}]}
+    client.post("/usage_data", json=ping(counts={"brand_new": 5}, meta=meta))
+    with engine.connect() as conn:
+        paths = list(conn.execute(sa.text("SELECT path FROM key_paths")).scalars())
+        rows = conn.execute(sa.text(f"{METRICS} WHERE k.path = 'counts.brand_new'")).all()
+    assert len(paths) == len(set(paths)) == before + 2
+    assert {"counts.brand_new", "counts.only_in_meta"} <= set(paths)
+    assert [tuple(r) for r in rows] == [("counts.brand_new", 5.0)]
+
+
+def test_key_path_ids_survive_a_cleared_cache_and_a_rival_process(engine: sa.Engine) -> None:
+    """Two numberers (two workers) with overlapping paths, one with a cache smaller than its
+    paths: every path gets one id, the same for both, whichever numbered it first."""
+    from usage_ping.collector.key_paths import KeyPathIds, key_path_id
+    from usage_ping.collector.storage import migrate
+
+    migrate(engine)
+    small, other = KeyPathIds(engine, limit=3), KeyPathIds(engine)
+    first = small.ids(["a", "b"])
+    second = other.ids(["b", "c", "d", "e"])
+    third = small.ids(["c", "d", "e"])  # more than the cache holds: cleared, numbered again
+    again = small.ids(["a", "b"])
+    assert first["b"] == second["b"]
+    assert third == {k: second[k] for k in "cde"}
+    assert again == first
+    assert _count(engine, "key_paths") == 5
+    with engine.connect() as conn:
+        assert key_path_id(conn, "d") == second["d"]
+        assert key_path_id(conn, "unknown") is None
+
+
+def test_two_workers_numbering_the_same_new_paths_at_once_agree(engine: sa.Engine) -> None:
+    """Threads with their own numberers name the same 600 new paths (in different orders) at
+    once: no deadlock, no error, one id per path."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    from usage_ping.collector.key_paths import KeyPathIds
+    from usage_ping.collector.storage import migrate
+
+    migrate(engine)
+    paths = [f"counts.p{i:03d}" for i in range(600)]
+
+    def number(seed: int) -> dict[str, int]:
+        shuffled = random.Random(seed).sample(paths, len(paths))
+        return KeyPathIds(engine).ids(shuffled)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(number, range(4)))
+    assert all(result == results[0] for result in results)
+    assert len(set(results[0].values())) == 600
+    assert _count(engine, "key_paths") == 600
 
 
 def test_the_raw_payload_is_the_text_as_sent(client: TestClient, engine: sa.Engine) -> None:

@@ -59,6 +59,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from starlette.background import BackgroundTask
 
 from usage_ping.collector.export import PARQUET_MEDIA_TYPE, write_metrics
+from usage_ping.collector.key_paths import key_path_id
 from usage_ping.collector.settings import ServiceSettings
 from usage_ping.collector.storage import dashboard_weeks, instances, ping_metrics, pings
 
@@ -378,16 +379,18 @@ closed weeks assume)."""
 
 
 def _week_of(
-    conn: sa.Connection, key_path: str, start: datetime, end: datetime
+    conn: sa.Connection, path_id: int | None, start: datetime, end: datetime
 ) -> WeekAggregate | None:
     """The aggregate of the pings recorded in [start, end) (one ISO week, or the part of it in
-    the requested range); None if none has the metric."""
+    the requested range); None if none has the metric (``path_id``: the key path's id)."""
+    if path_id is None:
+        return None
     values: dict[str, float] = {}
     for uuid, value in conn.execute(
         sa.select(pings.c.uuid, ping_metrics.c.value)
         .join(ping_metrics, ping_metrics.c.ping_id == pings.c.id)
         .where(
-            ping_metrics.c.key_path == key_path,
+            ping_metrics.c.key_path_id == path_id,
             pings.c.recorded_at >= start,
             pings.c.recorded_at < end,
         )
@@ -497,6 +500,7 @@ def _kept_weeks(
     first = datetime.combine(_monday(low), time(), UTC)
     last = datetime.combine(_monday(high), time(), UTC) if high >= low else first - WEEK
     name = _series_name(key_path)
+    path_id = key_path_id(conn, key_path)
     keep = len(name) <= dashboard_weeks.c.series.type.length  # type: ignore[attr-defined]
     kept = _stored(conn, name, first, last) if keep and last >= first else {}
     changed = _changed_weeks(conn, min(at for at, _ in kept.values()) - GRACE) if kept else set()
@@ -513,7 +517,7 @@ def _kept_weeks(
         else:
             lower = week_start if since is None else max(week_start, since)
             upper = week_end if until is None else min(week_end, until)
-            week = _week_of(conn, key_path, lower, upper)
+            week = _week_of(conn, path_id, lower, upper)
             if whole and keep:
                 figures = None if week is None else week.model_dump(mode="json")
                 computed.append((week_start, {"at": now.isoformat(), "week": figures}))
@@ -775,13 +779,14 @@ def api_router(
         since: datetime | None,
         until: datetime | None,
     ) -> sa.Select[Any]:
-        exists = sa.select(ping_metrics.c.key_path).where(ping_metrics.c.key_path == key_path)
-        if conn.execute(exists.limit(1)).first() is None:
+        path_id = key_path_id(conn, key_path)
+        exists = sa.select(ping_metrics.c.ping_id).where(ping_metrics.c.key_path_id == path_id)
+        if path_id is None or conn.execute(exists.limit(1)).first() is None:
             raise ApiError(404, f"no ping has the metric {key_path!r}")
         query = (
             sa.select(pings.c.id, pings.c.uuid, pings.c.recorded_at, ping_metrics.c.value)
             .join(ping_metrics, ping_metrics.c.ping_id == pings.c.id)
-            .where(ping_metrics.c.key_path == key_path)
+            .where(ping_metrics.c.key_path_id == path_id)
             .order_by(pings.c.recorded_at, pings.c.id)
         )
         if uuid is not None:

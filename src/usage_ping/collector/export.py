@@ -33,7 +33,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import sqlalchemy as sa
 
-from usage_ping.collector.storage import ping_metrics, pings
+from usage_ping.collector.storage import key_paths, ping_metrics, pings
 
 __all__ = [
     "METRICS_SCHEMA",
@@ -152,11 +152,12 @@ def write_metrics(
             pings.c.version,
             pings.c.edition,
             pings.c.installation_type,
-            ping_metrics.c.key_path,
+            key_paths.c.path.label("key_path"),
             ping_metrics.c.value,
         )
         .join(pings, pings.c.id == ping_metrics.c.ping_id)
-        .order_by(ping_metrics.c.ping_id, ping_metrics.c.key_path),
+        .join(key_paths, key_paths.c.id == ping_metrics.c.key_path_id)
+        .order_by(ping_metrics.c.ping_id, key_paths.c.path),
         since,
         until,
     )

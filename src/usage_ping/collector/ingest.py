@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from usage_ping.collector.flatten import flatten, meta_rows
+from usage_ping.collector.key_paths import KeyPathIds
 from usage_ping.collector.score import Leaders, conv_index, instance_values
 from usage_ping.collector.settings import ScoreCard
 from usage_ping.collector.storage import instances, metric_meta, ping_metrics, pings
@@ -52,8 +53,8 @@ def _bounded(value: int | None) -> int | None:
     return value if value is not None and abs(value) < 2**62 else None
 
 
-_METRIC_COLUMNS = ("ping_id", "key_path", "value")
-_META_COLUMNS = ("ping_id", "key_path", "duration_ms", "error")
+_METRIC_COLUMNS = ("ping_id", "key_path_id", "value")
+_META_COLUMNS = ("ping_id", "key_path_id", "duration_ms", "error")
 
 # PostgreSQL's binary COPY format, written here rather than row by row through psycopg's
 # ``write_row``: ~1,000 rows per ping made that call a large share of the service's time. A row
@@ -61,41 +62,28 @@ _META_COLUMNS = ("ping_id", "key_path", "duration_ms", "error")
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 _TRAILER = b"\xff\xff"
 _NULL = b"\xff\xff\xff\xff"
-_ROW_HEAD = struct.Struct(">hiq").pack  # field count, then the ping id (int8)
+_METRIC_ROW = struct.Struct(">hiqiiid").pack  # 3 fields: ping id (int8), key path id (int4), value
+_META_HEAD = struct.Struct(">hiqii").pack  # 4 fields: ping id, key path id, then duration, error
 _FLOAT8 = struct.Struct(">id").pack
 _LENGTH = struct.Struct(">i").pack
-_TEXT_FIELDS: dict[str, bytes] = {}
-"""Key paths as COPY fields (length + UTF-8), reused: the same few hundred recur in every ping."""
 
 
-def _text_field(text: str) -> bytes:
-    field = _TEXT_FIELDS.get(text)
-    if field is None:
-        encoded = text.encode()
-        field = _LENGTH(len(encoded)) + encoded
-        if len(_TEXT_FIELDS) >= 100_000:  # bounded: instances may send any key paths
-            _TEXT_FIELDS.clear()
-        _TEXT_FIELDS[text] = field
-    return field
+def _metric_copy(ping_id: int, rows: list[tuple[int, float]]) -> bytes:
+    pack = _METRIC_ROW
+    return b"".join([pack(3, 8, ping_id, 4, key, 8, value) for key, value in rows])
 
 
-def _metric_copy(ping_id: int, flat: dict[str, float]) -> bytes:
-    head = _ROW_HEAD(3, 8, ping_id)
-    field = _text_field
-    return b"".join([head + field(k) + _FLOAT8(8, v) for k, v in flat.items()])
-
-
-def _meta_copy(ping_id: int, meta: dict[str, tuple[float | None, str | None]]) -> bytes:
-    head = _ROW_HEAD(4, 8, ping_id)
-    field = _text_field
+def _meta_copy(ping_id: int, rows: list[tuple[int, float | None, str | None]]) -> bytes:
     parts = []
-    for key, (duration, error) in meta.items():
+    for key, duration, error in rows:
         message = _NULL
         if error is not None:
             encoded = error.encode()
             message = _LENGTH(len(encoded)) + encoded
         parts.append(
-            head + field(key) + (_NULL if duration is None else _FLOAT8(8, duration)) + message
+            _META_HEAD(4, 8, ping_id, 4, key)
+            + (_NULL if duration is None else _FLOAT8(8, duration))
+            + message
         )
     return b"".join(parts)
 
@@ -104,10 +92,13 @@ def _insert_rows(
     conn: sa.Connection,
     table: sa.Table,
     columns: tuple[str, ...],
-    rows: list[tuple[Any, ...]],
-    copy_data: Callable[[], bytes],
+    rows: Sequence[tuple[Any, ...]],
+    copy_data: Callable[[int, Any], bytes],
+    *,
+    ping_id: int,
 ) -> None:
-    """Insert a ping's rows: one binary COPY on PostgreSQL (psycopg), else one executemany.
+    """Insert a ping's rows (each without its ping id, the first column): one binary COPY on
+    PostgreSQL (psycopg), made by ``copy_data(ping_id, rows)``, else one executemany.
 
     A ping has hundreds of metrics: as single INSERTs (even pipelined) they took most of the
     ingest time; COPY sends them in one statement, inside the ping's transaction.
@@ -122,9 +113,9 @@ def _insert_rows(
             driver.cursor() as cursor,
             cursor.copy(f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
         ):
-            copy.write(_SIGNATURE + copy_data() + _TRAILER)
+            copy.write(_SIGNATURE + copy_data(ping_id, rows) + _TRAILER)
         return
-    conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
+    conn.execute(table.insert(), [dict(zip(columns, (ping_id, *row), strict=True)) for row in rows])
 
 
 _UPSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -227,6 +218,7 @@ class Ingestor:
         self.engine = engine
         self.card = card
         self.leaders = Leaders(card)
+        self.key_path_ids = KeyPathIds(engine)
 
     @staticmethod
     def _probe(
@@ -255,6 +247,12 @@ class Ingestor:
         """
         uuid, recorded_at = check(document)
         flat = flatten(document)
+        meta = meta_rows(document)
+        # Numbered before the ping's transaction, in one of their own (see KeyPathIds): a resend
+        # numbers nothing, its paths are known from the first time.
+        ids = self.key_path_ids.ids(flat.keys() | meta.keys())
+        metric_rows = [(ids[key], value) for key, value in flat.items()]
+        meta_entries = [(ids[key], duration, error) for key, (duration, error) in meta.items()]
         try:
             # One transaction: the check for a resend, then the ping, its rows and its instance.
             with self.engine.begin() as conn:
@@ -266,6 +264,7 @@ class Ingestor:
                     document,
                     ping_id=ping_id,
                     flat=flat,
+                    rows=(metric_rows, meta_entries),
                     uuid=uuid,
                     recorded_at=recorded_at,
                     source=source,
@@ -285,6 +284,7 @@ class Ingestor:
         document: dict[str, Any],
         *,
         flat: dict[str, float],
+        rows: tuple[list[tuple[int, float]], list[tuple[int, float | None, str | None]]],
         uuid: str,
         recorded_at: datetime,
         source: str,
@@ -332,20 +332,22 @@ class Ingestor:
                     "score": response["conv_index"]["score"],
                 },
             )
-        meta = meta_rows(document)
+        metrics, meta = rows
         _insert_rows(
             conn,
             ping_metrics,
             _METRIC_COLUMNS,
-            [(ping_id, k, v) for k, v in flat.items()],
-            lambda: _metric_copy(ping_id, flat),
+            metrics,
+            _metric_copy,
+            ping_id=ping_id,
         )
         _insert_rows(
             conn,
             metric_meta,
             _META_COLUMNS,
-            [(ping_id, k, d, e) for k, (d, e) in meta.items()],
-            lambda: _meta_copy(ping_id, meta),
+            meta,
+            _meta_copy,
+            ping_id=ping_id,
         )
         self._upsert_instance(conn, document, uuid, ping_id, recorded_at=recorded_at, now=now)
         return Stored(response, created=True, ping_id=ping_id)

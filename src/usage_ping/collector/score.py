@@ -29,7 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from usage_ping.collector.settings import ScoreCard
-from usage_ping.collector.storage import instances, ping_metrics
+from usage_ping.collector.storage import instances, key_paths, ping_metrics
 
 __all__ = ["Leaders", "conv_index", "instance_values"]
 
@@ -106,14 +106,20 @@ class Leaders:
         card = self.card
         since = now - timedelta(days=card.leader_window_days)
         wanted = [*card.features.values(), card.active_users]
+        names = {
+            row.id: row.path
+            for row in conn.execute(
+                sa.select(key_paths.c.id, key_paths.c.path).where(key_paths.c.path.in_(wanted))
+            )
+        }
         query = (
-            sa.select(instances.c.uuid, ping_metrics.c.key_path, ping_metrics.c.value)
+            sa.select(instances.c.uuid, ping_metrics.c.key_path_id, ping_metrics.c.value)
             .join(ping_metrics, ping_metrics.c.ping_id == instances.c.last_ping_id)
-            .where(instances.c.last_seen >= since, ping_metrics.c.key_path.in_(wanted))
+            .where(instances.c.last_seen >= since, ping_metrics.c.key_path_id.in_(list(names)))
         )
         per_instance: dict[str, dict[str, float]] = {}
-        for uuid, key_path, value in conn.execute(query):
-            per_instance.setdefault(uuid, {})[key_path] = value
+        for uuid, key_path_id, value in conn.execute(query) if names else ():
+            per_instance.setdefault(uuid, {})[names[key_path_id]] = value
         samples: dict[str, list[float]] = {f: [] for f in card.features}
         for flat in per_instance.values():
             for feature, value in instance_values(flat, card).items():

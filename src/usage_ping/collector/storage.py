@@ -1,13 +1,15 @@
 """The central service's tables, and the Alembic migrations that create them.
 
 ``pings`` holds each distinct ping (unique on uuid + recorded_at) with its raw payload and the
-response it got; ``ping_metrics`` the same ping flattened to ``(ping, key_path, value)`` rows for
+response it got; ``ping_metrics`` the same ping flattened to ``(ping, key path, value)`` rows for
 analytics; ``metric_meta`` each metric's duration and error from the ping's ``meta`` block;
+``key_paths`` numbers the key paths those rows name (a few hundred, sent again in every ping);
 ``instances`` the latest facts per instance; ``ping_errors`` and ``ping_metadata`` what instances
 report besides their pings; ``dashboard_weeks`` the dashboards' figures of weeks that have ended.
 A ping's rows have no foreign or primary key: the ingest writes them in the transaction that
 stores the ping, from a dict, and checking the keys of its ~1,000 rows was most of PostgreSQL's
-work and WAL at ingest; a BRIN index on ``ping_id`` finds a ping's rows (0006).
+work and WAL at ingest; a BRIN index on ``ping_id`` finds a ping's rows (0006). They name their
+key path by its id in ``key_paths``: rows and index entries half as wide as with the text (0007).
 The schema is created and upgraded by Alembic (:func:`migrate`); PostgreSQL in production, SQLite
 as the embedded default.
 """
@@ -25,6 +27,7 @@ from usage_ping.state import LONG_TEXT, UTCDateTime
 __all__ = [
     "dashboard_weeks",
     "instances",
+    "key_paths",
     "metadata",
     "metric_meta",
     "migrate",
@@ -93,22 +96,32 @@ pings = sa.Table(
     sa.Index("ix_pings_recorded_at", "recorded_at"),
 )
 
+key_paths = sa.Table(
+    "key_paths",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("path", sa.String(255), nullable=False),
+    sa.UniqueConstraint("path", name="uq_key_paths_path"),
+)
+"""Every key path a ping's rows have named, numbered once and never removed
+(:class:`usage_ping.collector.key_paths.KeyPathIds`)."""
+
 ping_metrics = sa.Table(
     "ping_metrics",
     metadata,
     sa.Column("ping_id", _ID, nullable=False),
-    sa.Column("key_path", sa.String(255), nullable=False),
+    sa.Column("key_path_id", sa.Integer, nullable=False),
     sa.Column("value", sa.Float, nullable=False),
     # A ping's rows, found by its id: BRIN on PostgreSQL (rows arrive in ping order), B-tree
-    # elsewhere. No primary key: (ping_id, key_path) is unique by construction (0006).
+    # elsewhere. No primary key: (ping_id, key_path_id) is unique by construction (0006).
     _by_ping("ping_metrics"),
     # Covering: trends and distributions of one key path read the index alone.
-    sa.Index("ix_ping_metrics_key_path", "key_path", "ping_id", "value"),
+    sa.Index("ix_ping_metrics_key_path", "key_path_id", "ping_id", "value"),
     # Metric QA: the few rows that hold a fallback code (-1, -2, -3).
     sa.Index(
         "ix_ping_metrics_failed",
         "ping_id",
-        "key_path",
+        "key_path_id",
         postgresql_where=sa.text("value IN (-1, -2, -3)"),
         sqlite_where=sa.text("value IN (-1, -2, -3)"),
     ),
@@ -118,13 +131,13 @@ metric_meta = sa.Table(
     "metric_meta",
     metadata,
     sa.Column("ping_id", _ID, nullable=False),
-    sa.Column("key_path", sa.String(255), nullable=False),
+    sa.Column("key_path_id", sa.Integer, nullable=False),
     sa.Column("duration_ms", sa.Float),
     sa.Column("error", sa.String(300)),
     _by_ping("metric_meta"),
     sa.Index(
         "ix_metric_meta_errors",
-        "key_path",
+        "key_path_id",
         "ping_id",
         postgresql_where=sa.text("error IS NOT NULL"),
         sqlite_where=sa.text("error IS NOT NULL"),

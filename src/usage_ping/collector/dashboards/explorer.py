@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +16,8 @@ from usage_ping.collector.dashboards import charts
 from usage_ping.collector.dashboards.instances import FAILED, is_failure
 from usage_ping.collector.dashboards.summaries import Summary, summarize
 from usage_ping.collector.dashboards.weeks import ClosedWeeks, Codec, Weeks, first_ping_id
-from usage_ping.collector.storage import instances, ping_metrics, pings
+from usage_ping.collector.key_paths import key_path_id
+from usage_ping.collector.storage import instances, key_paths, ping_metrics, pings
 
 __all__ = [
     "EXACT_VALUES",
@@ -114,9 +116,9 @@ _CODEC = Codec[Summary | None](
 """A week of a key path's trend in ``dashboard_weeks``: ``[count, mean, max, [p50, p90]]``."""
 
 
-def _trend(conn: sa.Connection, part: Weeks, key_path: str) -> list[Summary | None]:
+def _trend(conn: sa.Connection, part: Weeks, path_id: int | None) -> list[Summary | None]:
     trend: list[Summary | None] = [None] * part.count
-    first_id = first_ping_id(conn, part.start)
+    first_id = first_ping_id(conn, part.start) if path_id is not None else None
     if first_id is None:
         return trend
     source = (
@@ -126,7 +128,7 @@ def _trend(conn: sa.Connection, part: Weeks, key_path: str) -> list[Summary | No
         )
         .join(pings, pings.c.id == ping_metrics.c.ping_id)
         .where(
-            ping_metrics.c.key_path == key_path,
+            ping_metrics.c.key_path_id == path_id,
             ping_metrics.c.ping_id >= first_id,
             sa.not_(is_failure(ping_metrics.c.value)),
             pings.c.received_at >= part.start,
@@ -148,24 +150,29 @@ def load_exploration(
 ) -> Exploration:
     """The key path's latest value per instance seen in the window, and its weekly percentiles.
 
-    Queries: ``ix_instances_last_seen`` then ``ix_ping_metrics_key_path`` (key_path, ping_id,
-    value) for the latest values; for the weeks not in ``cache``, the same index from the first
-    ping id of those weeks on, joined to ``pings`` by id (percentiles in PostgreSQL, in Python on
-    SQLite).
+    Queries: the key path's id (``uq_key_paths_path``), ``ix_instances_last_seen`` then
+    ``ix_ping_metrics_key_path`` (key_path_id, ping_id, value) for the latest values; for the
+    weeks not in ``cache``, the same index from the first ping id of those weeks on, joined to
+    ``pings`` by id (percentiles in PostgreSQL, in Python on SQLite).
     """
     window = Weeks.ending(now, weeks)
-    latest = conn.execute(
-        sa.select(ping_metrics.c.value)
-        .select_from(instances)
-        .join(
-            ping_metrics,
-            sa.and_(
-                ping_metrics.c.ping_id == instances.c.last_ping_id,
-                ping_metrics.c.key_path == key_path,
-            ),
-        )
-        .where(instances.c.last_seen >= window.start)
-    ).scalars()
+    path_id = key_path_id(conn, key_path)
+    latest: Iterable[float] = (
+        []
+        if path_id is None
+        else conn.execute(
+            sa.select(ping_metrics.c.value)
+            .select_from(instances)
+            .join(
+                ping_metrics,
+                sa.and_(
+                    ping_metrics.c.ping_id == instances.c.last_ping_id,
+                    ping_metrics.c.key_path_id == path_id,
+                ),
+            )
+            .where(instances.c.last_seen >= window.start)
+        ).scalars()
+    )
     values: list[float] = []
     failed = 0
     for value in latest:
@@ -174,9 +181,9 @@ def load_exploration(
         else:
             values.append(float(value))
     trend = (
-        cache.series(("trend", key_path), window, lambda part: _trend(conn, part, key_path), _CODEC)
+        cache.series(("trend", key_path), window, lambda part: _trend(conn, part, path_id), _CODEC)
         if cache is not None
-        else _trend(conn, window, key_path)
+        else _trend(conn, window, path_id)
     )
     return Exploration(key_path, window, values, failed, trend)
 
@@ -192,14 +199,16 @@ def suggest_key_paths(conn: sa.Connection, pings_read: int = 20) -> list[str]:
     oldest = conn.execute(sa.select(sa.func.min(latest.c.id))).scalar()
     if oldest is None:
         return []
+    ids = (
+        sa.select(ping_metrics.c.key_path_id)
+        .where(
+            ping_metrics.c.ping_id >= oldest,  # a value: the planner sees how few rows
+            ping_metrics.c.ping_id.in_(sa.select(latest.c.id)),
+        )
+        .distinct()
+    )
     return list(
         conn.execute(
-            sa.select(ping_metrics.c.key_path)
-            .where(
-                ping_metrics.c.ping_id >= oldest,  # a value: the planner sees how few rows
-                ping_metrics.c.ping_id.in_(sa.select(latest.c.id)),
-            )
-            .distinct()
-            .order_by(ping_metrics.c.key_path)
+            sa.select(key_paths.c.path).where(key_paths.c.id.in_(ids)).order_by(key_paths.c.path)
         ).scalars()
     )

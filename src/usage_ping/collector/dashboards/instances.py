@@ -10,7 +10,8 @@ from typing import Any, TypeAlias
 import sqlalchemy as sa
 
 from usage_ping.collector.dashboards import charts
-from usage_ping.collector.storage import instances, ping_errors, ping_metrics, pings
+from usage_ping.collector.key_paths import key_path_id
+from usage_ping.collector.storage import instances, key_paths, ping_errors, ping_metrics, pings
 
 __all__ = [
     "FAILED",
@@ -184,7 +185,7 @@ def load_instance(conn: sa.Connection, uuid: str) -> InstanceDetail | None:
         .limit(HISTORY_LIMIT)
     ).all()
     conv_index: dict[str, Any] = {}
-    key_paths: list[str] = []
+    paths: list[str] = []
     if facts.last_ping_id is not None:
         response = conn.execute(
             sa.select(pings.c.response).where(pings.c.id == facts.last_ping_id)
@@ -194,11 +195,12 @@ def load_instance(conn: sa.Connection, uuid: str) -> InstanceDetail | None:
         except (ValueError, AttributeError):
             block = None
         conv_index = block if isinstance(block, dict) else {}
-        key_paths = list(
+        paths = list(
             conn.execute(
-                sa.select(ping_metrics.c.key_path)
+                sa.select(key_paths.c.path)
+                .join(ping_metrics, ping_metrics.c.key_path_id == key_paths.c.id)
                 .where(ping_metrics.c.ping_id == facts.last_ping_id)
-                .order_by(ping_metrics.c.key_path)
+                .order_by(key_paths.c.path)
             ).scalars()
         )
     errors = conn.execute(
@@ -207,23 +209,30 @@ def load_instance(conn: sa.Connection, uuid: str) -> InstanceDetail | None:
         .order_by(ping_errors.c.id.desc())
         .limit(10)
     ).all()
-    return InstanceDetail(facts, history, conv_index, key_paths, errors)
+    return InstanceDetail(facts, history, conv_index, paths, errors)
 
 
 def metric_trend(conn: sa.Connection, uuid: str, key_path: str) -> charts.Chart:
     """A key path's value in each of the instance's pings (failures marked apart).
 
-    Uses ``uq_pings_uuid_recorded_at`` then ``ix_ping_metrics_key_path`` (key_path, ping_id).
+    Uses ``uq_pings_uuid_recorded_at`` then ``ix_ping_metrics_key_path`` (key_path_id, ping_id).
     """
-    rows = conn.execute(
-        sa.select(pings.c.recorded_at, ping_metrics.c.value)
-        .join(
-            ping_metrics,
-            sa.and_(ping_metrics.c.ping_id == pings.c.id, ping_metrics.c.key_path == key_path),
-        )
-        .where(pings.c.uuid == uuid)
-        .order_by(pings.c.recorded_at)
-    ).all()
+    path_id = key_path_id(conn, key_path)
+    rows = (
+        []
+        if path_id is None
+        else conn.execute(
+            sa.select(pings.c.recorded_at, ping_metrics.c.value)
+            .join(
+                ping_metrics,
+                sa.and_(
+                    ping_metrics.c.ping_id == pings.c.id, ping_metrics.c.key_path_id == path_id
+                ),
+            )
+            .where(pings.c.uuid == uuid)
+            .order_by(pings.c.recorded_at)
+        ).all()
+    )
     x = [row.recorded_at.isoformat() for row in rows]
     chart = charts.lines(
         "metric-trend",

@@ -26,7 +26,8 @@ from usage_ping.collector.dashboards.instances import Rows, is_failure
 from usage_ping.collector.dashboards.overview import version_key
 from usage_ping.collector.dashboards.summaries import Summary, summarize
 from usage_ping.collector.dashboards.weeks import ClosedWeeks, Codec, Weeks, first_ping_id
-from usage_ping.collector.storage import metric_meta, ping_metrics, pings
+from usage_ping.collector.key_paths import key_path_id
+from usage_ping.collector.storage import key_paths, metric_meta, ping_metrics, pings
 
 __all__ = [
     "DURATION_SAMPLE",
@@ -116,12 +117,13 @@ def _weeks(conn: sa.Connection, part: Weeks) -> list[_Week]:
     failed = (
         sa.select(
             part.bucket(pings.c.received_at).label("week"),
-            ping_metrics.c.key_path.label("key_path"),
+            key_paths.c.path.label("key_path"),
             ping_metrics.c.value.label("value"),
             pings.c.version.label("version"),
             pings.c.installation_type.label("itype"),
         )
         .join(pings, pings.c.id == ping_metrics.c.ping_id)
+        .join(key_paths, key_paths.c.id == ping_metrics.c.key_path_id)
         .where(
             ping_metrics.c.ping_id >= first_id,
             is_failure(ping_metrics.c.value),
@@ -186,15 +188,17 @@ def _durations(
     oldest = conn.execute(sa.select(sa.func.min(latest.c.id))).scalar()
     if oldest is None:
         return {}
-    source = sa.select(
-        metric_meta.c.key_path.label("grp"), metric_meta.c.duration_ms.label("value")
-    ).where(
-        # the range first: a BRIN index finds it (the table's last pages), the list then filters
-        metric_meta.c.ping_id >= oldest,
-        metric_meta.c.ping_id.in_(sa.select(latest.c.id)),
+    source = (
+        sa.select(key_paths.c.path.label("grp"), metric_meta.c.duration_ms.label("value"))
+        .join(key_paths, key_paths.c.id == metric_meta.c.key_path_id)
+        .where(
+            # the range first: a BRIN index finds it (the table's last pages), the list filters
+            metric_meta.c.ping_id >= oldest,
+            metric_meta.c.ping_id.in_(sa.select(latest.c.id)),
+        )
     )
     if key_path is not None:
-        source = source.where(metric_meta.c.key_path == key_path)
+        source = source.where(key_paths.c.path == key_path)
     return {str(k): v for k, v in summarize(conn, source, (0.95,)).items()}
 
 
@@ -294,7 +298,7 @@ def load_quality(
     - pings per week, version and installation type: ``ix_pings_received_at``;
     - failed values per week, key path, code, version and type: the rows of ``ping_metrics``
       from the first ping id of those weeks on, joined to ``pings`` by id. A partial index
-      ``ping_metrics (ping_id, key_path) WHERE value IN (-1, -2, -3)`` reduces that to the failed
+      ``ping_metrics (ping_id, key_path_id) WHERE value IN (-1, -2, -3)`` reduces that to the failed
       rows (the condition is written inline so the planner can use it);
 
     and, for the durations, ``ix_metric_meta_ping_id`` (BRIN on PostgreSQL) from the oldest of
@@ -372,8 +376,8 @@ def load_metric_report(
 
     Failures come from the same weekly counts as :func:`load_quality` (shared through
     ``cache``). Errors read ``metric_meta`` from the window's first ping id on, filtered on the
-    key path: an index ``metric_meta (key_path, ping_id) WHERE error IS NOT NULL`` would make that
-    direct. The latest failed pings read the failed rows of the key path in the window
+    key path's id: ``ix_metric_meta_errors (key_path_id, ping_id) WHERE error IS NOT NULL``. The
+    latest failed pings read the failed rows of the key path in the window
     (``ix_ping_metrics_key_path``, or the partial index of failures); durations are those of the
     latest ``DURATION_SAMPLE`` pings (``ix_metric_meta_ping_id`` from the oldest of them on).
     """
@@ -382,7 +386,8 @@ def load_metric_report(
     totals = _totals(per_week)
     failures = _failures(per_week, key_path).get(key_path, MetricFailures(key_path))
     first_id = first_ping_id(conn, window.start)
-    if first_id is None:
+    path_id = key_path_id(conn, key_path)
+    if first_id is None or path_id is None:
         return MetricReport(key_path, window, totals, failures, [], None, [])
     grouped: dict[str, tuple[int, set[str], datetime]] = {}
     for error, version, count, last in conn.execute(
@@ -394,7 +399,7 @@ def load_metric_report(
         )
         .join(pings, pings.c.id == metric_meta.c.ping_id)
         .where(
-            metric_meta.c.key_path == key_path,
+            metric_meta.c.key_path_id == path_id,
             metric_meta.c.ping_id >= first_id,
             metric_meta.c.error.is_not(None),
             pings.c.received_at >= window.start,
@@ -427,7 +432,7 @@ def load_metric_report(
         .select_from(ping_metrics)
         .join(pings, pings.c.id == ping_metrics.c.ping_id)
         .where(
-            ping_metrics.c.key_path == key_path,
+            ping_metrics.c.key_path_id == path_id,
             ping_metrics.c.ping_id >= first_id,
             is_failure(ping_metrics.c.value),
             pings.c.received_at >= window.start,
@@ -445,7 +450,7 @@ def load_metric_report(
             # without an error gives NULL either way)
             sa.and_(
                 metric_meta.c.ping_id == latest.c.id,
-                metric_meta.c.key_path == key_path,
+                metric_meta.c.key_path_id == path_id,
                 metric_meta.c.error.is_not(None),
             ),
         )

@@ -1,0 +1,93 @@
+"""Key paths by number: ``ping_metrics`` and ``metric_meta`` name a row's key path by its id.
+
+A ping sends the same few hundred key paths as the one before it; storing each as text in every
+row, and in the key path index, made a ping's rows twice as wide as they need be. The ingest maps
+paths to ids from a cache (:class:`KeyPathIds`), numbering new ones in a short transaction of
+their own; readers look a path's id up once (:func:`key_path_id`) or join ``key_paths`` for names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from usage_ping.collector.storage import key_paths
+
+__all__ = ["KeyPathIds", "key_path_id"]
+
+_CHUNK = 500
+"""Paths numbered per statement (SQLite's bound parameters are limited)."""
+
+_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+"""The dialects whose INSERT has ON CONFLICT DO NOTHING, and their insert constructs."""
+
+_ID_OF = sa.select(key_paths.c.id).where(key_paths.c.path == sa.bindparam("path"))
+
+
+def key_path_id(conn: sa.Connection, path: str) -> int | None:
+    """The id of ``path``, or None if no ping ever sent it (then it has no rows either)."""
+    found = conn.execute(_ID_OF, {"path": path}).scalar()
+    return None if found is None else int(found)
+
+
+class KeyPathIds:
+    """Key path -> id for one process's ingests, numbering the paths seen for the first time.
+
+    New paths are numbered in their own transaction, committed before the ping's: a ping that
+    fails later leaves its paths numbered (harmless) and the cache never holds an id that was
+    rolled back. Paths are inserted in sorted order, so two workers numbering overlapping sets
+    wait for each other instead of deadlocking. The cache is bounded: instances may send any
+    number of distinct key paths.
+    """
+
+    def __init__(self, engine: sa.Engine, *, limit: int = 100_000) -> None:
+        self.engine = engine
+        self.limit = limit
+        self._ids: dict[str, int] = {}
+
+    def ids(self, paths: Collection[str]) -> dict[str, int]:
+        """The id of every path in ``paths`` (each at most ``MAX_KEY_PATH`` characters)."""
+        known = self._ids
+        missing = [path for path in paths if path not in known]
+        if missing:
+            if len(known) + len(missing) > self.limit:
+                known.clear()
+                missing = list(paths)
+            known.update(self._number(sorted(set(missing))))
+        return {path: known[path] for path in paths}
+
+    def _number(self, paths: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            insert = _INSERTS.get(conn.dialect.name)
+            for start in range(0, len(paths), _CHUNK):
+                chunk = paths[start : start + _CHUNK]
+                found.update(self._select(conn, chunk))
+                new = [path for path in chunk if path not in found]
+                if not new:  # numbered by another process, or before the cache was cleared
+                    continue
+                if insert is not None:
+                    conn.execute(
+                        insert(key_paths)
+                        .values([{"path": path} for path in new])
+                        .on_conflict_do_nothing(index_elements=[key_paths.c.path])
+                    )
+                else:  # pragma: no cover - the service runs on PostgreSQL or SQLite
+                    for path in new:
+                        try:
+                            with conn.begin_nested():
+                                conn.execute(key_paths.insert().values(path=path))
+                        except sa.exc.IntegrityError:
+                            pass  # another process numbered it meanwhile
+                found.update(self._select(conn, new))
+        return found
+
+    @staticmethod
+    def _select(conn: sa.Connection, paths: list[str]) -> dict[str, int]:
+        rows = conn.execute(
+            sa.select(key_paths.c.path, key_paths.c.id).where(key_paths.c.path.in_(paths))
+        )
+        return {row.path: int(row.id) for row in rows}
