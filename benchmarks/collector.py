@@ -61,6 +61,7 @@ import usage_ping
 from servers import RawClient, Service  # benchmarks/servers.py
 from usage_ping.collector.api import hash_token
 from usage_ping.collector.auth import hash_password
+from usage_ping.collector.durations import pack
 from usage_ping.collector.flatten import flatten, meta_rows
 from usage_ping.collector.score import conv_index, instance_values
 from usage_ping.collector.settings import DEFAULT_FEATURES, DEFAULT_LEADERS, ScoreCard
@@ -513,6 +514,69 @@ class CpuWatch:
         self.share = CpuShare(_busy_seconds() - self._busy, time.perf_counter() - self._at)
 
 
+def postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL process so far, the postmaster's reaped children (such as
+    autovacuum workers) included."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text.split("(", 1)[1].rsplit(")", 1)
+        if name != "postgres":
+            continue
+        fields = rest.split()
+        total += sum(int(x) for x in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class PingCosts:
+    """What each ping stored during a measurement cost (warm-up included): CPU of the service's
+    workers and of PostgreSQL, and WAL written, per ping."""
+
+    service_ms: float
+    database_ms: float | None
+    wal_kb: float | None
+
+
+class CostWatch:
+    """Pings stored, service and PostgreSQL CPU, and WAL position, before and after."""
+
+    def __init__(self, database_url: str, service: Service) -> None:
+        self.engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+        self.service = service
+        self.postgres = self.engine.dialect.name == "postgresql"
+
+    def _read(self) -> tuple[int, int | None, float, float]:
+        with self.engine.connect() as conn:
+            stored = int(
+                conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM pings")).scalar_one()
+            )
+            wal = (
+                int(conn.execute(sa.text("SELECT pg_current_wal_lsn() - '0/0'")).scalar_one())
+                if self.postgres
+                else None
+            )
+        return stored, wal, sum(self.service.workers_cpu()), postgres_cpu()
+
+    def __enter__(self) -> CostWatch:
+        self._before = self._read()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        after = self._read()
+        self.engine.dispose()
+        before = self._before
+        pings = max(after[0] - before[0], 1)
+        database_ms = wal_kb = None
+        if after[1] is not None and before[1] is not None:
+            database_ms = (after[3] - before[3]) * 1000 / pings
+            wal_kb = (after[1] - before[1]) / 1024 / pings
+        self.costs = PingCosts((after[2] - before[2]) * 1000 / pings, database_ms, wal_kb)
+
+
 def load_average() -> str:
     return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -603,9 +667,12 @@ def _seed_init(instances: int, anchor: datetime) -> None:
     _SEED_STATE["ids"] = seed_key_ids()
 
 
-def seed_chunk(job: tuple[int, np.ndarray, np.ndarray, np.ndarray]) -> tuple[bytes, bytes, bytes]:
-    """COPY text of the pings, metric rows and meta rows of one chunk of the schedule; rows are
-    built by the service's own ``flatten``/``meta_rows``/``conv_index``, as ingest writes them."""
+def seed_chunk(
+    job: tuple[int, np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[bytes, bytes, bytes, bytes]:
+    """COPY text of the pings, metric rows, packed durations and errors of one chunk of the
+    schedule; rows are built by the service's own ``flatten``/``meta_rows``/``pack``/
+    ``conv_index``, as ingest writes them."""
     first_id, rows, weeks, ago = job
     population: Population = _SEED_STATE["population"]
     anchor: datetime = _SEED_STATE["anchor"]
@@ -616,6 +683,7 @@ def seed_chunk(job: tuple[int, np.ndarray, np.ndarray, np.ndarray]) -> tuple[byt
     ping_lines: list[str] = []
     metric_lines: list[str] = []
     meta_lines: list[str] = []
+    error_lines: list[str] = []
     ids: dict[str, int] = _SEED_STATE["ids"]
     numbers = [ids[k] for k in population.keys]
     for n in range(len(rows)):
@@ -651,12 +719,17 @@ def seed_chunk(job: tuple[int, np.ndarray, np.ndarray, np.ndarray]) -> tuple[byt
             f"{prefix}{k}\t{v!r}" for k, v in zip(numbers, flat.values(), strict=False)
         ]
         metric_lines += [f"{prefix}{ids[k]}\t{flat[k]!r}" for k in EXTRA_KEYS]
-        meta_lines += [
-            f"{prefix}{k}\t{e['duration_ms']!r}\t{_text(e.get('error'))}"
+        packed = pack((k, e["duration_ms"]) for k, e in zip(numbers[1:], entries, strict=True))
+        if packed is not None:
+            meta_lines.append(f"{prefix}\\\\x{packed[0].hex()}\t\\\\x{packed[1].hex()}")
+        error_lines += [
+            f"{prefix}{k}\t{_text(e['error'])}"
             for k, e in zip(numbers[1:], entries, strict=True)
+            if e.get("error") is not None
         ]
     return tuple(  # type: ignore[return-value]
-        ("\n".join(lines) + "\n").encode() for lines in (ping_lines, metric_lines, meta_lines)
+        ("\n".join(lines) + "\n").encode() if lines else b""
+        for lines in (ping_lines, metric_lines, meta_lines, error_lines)
     )
 
 
@@ -686,7 +759,7 @@ def table_figures(url: sa.URL) -> tuple[dict[str, int], dict[str, int]]:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     rows, sizes = {}, {}
     with engine.connect() as conn:
-        for name in ("instances", "pings", "ping_metrics", "metric_meta"):
+        for name in ("instances", "pings", "ping_metrics", "ping_meta", "metric_errors"):
             rows[name] = int(
                 conn.execute(
                     sa.text("SELECT reltuples FROM pg_class WHERE relname = :t"), {"t": name}
@@ -742,11 +815,11 @@ def seed(base: sa.URL, name: str, instances: int, weeks: int) -> Seeded:
         # migrations defined it.
         indexes = conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN "
-            "('ping_metrics', 'metric_meta')"
+            "('ping_metrics', 'ping_meta', 'metric_errors')"
         ).fetchall()
         for index, _ in indexes:
             conn.execute(f'DROP INDEX "{index}"')
-        conn.execute("TRUNCATE instances, pings, ping_metrics, metric_meta, key_paths")
+        conn.execute("TRUNCATE instances, pings, ping_metrics, ping_meta, metric_errors, key_paths")
         with conn.cursor().copy("COPY key_paths (id, path) FROM STDIN") as copy:
             for path, number in seed_key_ids().items():
                 copy.write_row((number, path))
@@ -754,12 +827,13 @@ def seed(base: sa.URL, name: str, instances: int, weeks: int) -> Seeded:
         context = multiprocessing.get_context("spawn")
         with context.Pool(2, initializer=_seed_init, initargs=(instances, anchor)) as pool:
             done = 0
-            for pings_text, metrics_text, meta_text in pool.imap(seed_chunk, jobs):
+            for pings_text, metrics_text, meta_text, errors_text in pool.imap(seed_chunk, jobs):
                 with conn.cursor() as cur:
                     for table, columns, data in (
                         ("pings", PING_COLUMNS, pings_text),
                         ("ping_metrics", "ping_id, key_path_id, value", metrics_text),
-                        ("metric_meta", "ping_id, key_path_id, duration_ms, error", meta_text),
+                        ("ping_meta", "ping_id, key_path_ids, durations_ms", meta_text),
+                        ("metric_errors", "ping_id, key_path_id, error", errors_text),
                     ):
                         with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FREEZE)") as copy:
                             copy.write(data)
@@ -905,6 +979,7 @@ class IngestRow:
     busy_cores: float
     server_errors: list[str]
     server: str = "usage-ping"
+    costs: PingCosts | None = None
 
     @property
     def counts(self) -> bool:
@@ -942,7 +1017,7 @@ def measure_ingest(
             log(
                 f"ingest {backend}, {server} {workers} worker(s), {client} c={concurrency} ({data})"
             )
-            with CpuWatch() as watch:
+            with CpuWatch() as watch, CostWatch(database_url, service) as costs:
                 result = generate_load(
                     service.url,
                     concurrency,
@@ -952,7 +1027,15 @@ def measure_ingest(
                     client=client,
                 )
             row = IngestRow(
-                backend, workers, client, data, result, watch.share.cores, service.errors(), server
+                backend,
+                workers,
+                client,
+                data,
+                result,
+                watch.share.cores,
+                service.errors(),
+                server,
+                costs.costs,
             )
             log(
                 f"  {result.rate:.1f} pings/s, p50 {result.quantile(50) or 0:.0f} ms, "
@@ -966,14 +1049,19 @@ def remove_load_pings(url: sa.URL) -> None:
     """Delete what the load generator stored, so that the seeded database can be reused."""
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
-        # A ping's rows have no foreign key (migration 0006): they go first, by the pings' ids.
-        for table in ("ping_metrics", "metric_meta"):
+        first = conn.execute(
+            sa.text("SELECT min(id) FROM pings WHERE uuid LIKE :p"), {"p": f"{LOAD_PREFIX}%"}
+        ).scalar()
+        # A ping's rows have no foreign key (migration 0006): they go first, by the pings' ids,
+        # from the first load ping's id on (as a value: the BRIN index finds the range; a list
+        # of ids alone took a scan of the index per id).
+        for table in ("ping_metrics", "ping_meta", "metric_errors"):
             conn.execute(
                 sa.text(
-                    f"DELETE FROM {table} WHERE ping_id IN"
+                    f"DELETE FROM {table} WHERE ping_id >= :first AND ping_id IN"
                     " (SELECT id FROM pings WHERE uuid LIKE :p)"
                 ),
-                {"p": f"{LOAD_PREFIX}%"},
+                {"p": f"{LOAD_PREFIX}%", "first": first if first is not None else 2**62},
             )
         conn.execute(sa.text("DELETE FROM pings WHERE uuid LIKE :p"), {"p": f"{LOAD_PREFIX}%"})
         conn.execute(sa.text("DELETE FROM instances WHERE uuid LIKE :p"), {"p": f"{LOAD_PREFIX}%"})
@@ -1124,6 +1212,16 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], right_from: int 
     return "\n".join(lines)
 
 
+def _costs(costs: PingCosts | None) -> list[str]:
+    if costs is None:
+        return ["n/a"] * 3
+    return [
+        f"{costs.service_ms:.1f}",
+        "n/a" if costs.database_ms is None else f"{costs.database_ms:.1f}",
+        "n/a" if costs.wal_kb is None else f"{costs.wal_kb:.0f}",
+    ]
+
+
 def ingest_table(rows: Sequence[IngestRow]) -> str:
     body = []
     for row in rows:
@@ -1133,12 +1231,14 @@ def ingest_table(rows: Sequence[IngestRow]) -> str:
             row.backend, row.data, row.server, str(row.workers), row.client, str(r.concurrency),
             f"{r.rate:,.1f}", _ms(r.quantile(50)), _ms(r.quantile(95)), _ms(r.quantile(99)),
             f"{r.ok:,}", errors, f"{row.busy_cores:.2f}", f"{r.client_cores:.2f}",
+            *_costs(row.costs),
             row.met if row.counts
             else "(comparison)",
         ])  # fmt: skip
     return table(
         ["database", "data", "server", "workers", "client", "c", "pings/s", "p50 ms", "p95 ms",
-         "p99 ms", "pings", "errors", "busy cores", "client cores", f"≥ {TARGET_RATE:.0f}/s"],
+         "p99 ms", "pings", "errors", "busy cores", "client cores", "service ms/ping",
+         "database ms/ping", "WAL kB/ping", f"≥ {TARGET_RATE:.0f}/s"],
         body,
         right_from=3,
     )  # fmt: skip
@@ -1204,7 +1304,10 @@ def header_lines(args: argparse.Namespace, run: Run) -> list[str]:
         f"machine: {os.cpu_count()} cores ({cpu}), {memory:.0f} GB RAM; load average at the end "
         f"{load_average()} (1 / 5 / 15 min); busy cores = the whole machine's busy CPU during "
         "the run (service, load generator, database, and anything else running); client cores = "
-        "the load generator's own CPU over the measured time",
+        "the load generator's own CPU over the measured time; per ping (the pings stored during "
+        "warm-up and measurement): service = CPU of the service's workers, database = CPU of "
+        "every PostgreSQL process (backends, WAL writer, checkpointer, autovacuum), WAL = WAL "
+        "written",
         f"{version} on 127.0.0.1:5432 ({settings}); SQLite {sqlite3.sqlite_version}",
         f"usage_ping {usage_ping.__version__}, Python {platform.python_version()}, "
         f"uvicorn {metadata.version('uvicorn')}, SQLAlchemy {sa.__version__}, "

@@ -24,10 +24,27 @@ METRICS = (
     "SELECT k.path AS key_path, m.value"
     " FROM ping_metrics m JOIN key_paths k ON k.id = m.key_path_id"
 )
-META = (
+META_0007 = (
     "SELECT k.path AS key_path, m.duration_ms, m.error"
     " FROM metric_meta m JOIN key_paths k ON k.id = m.key_path_id"
 )
+
+
+def _meta(engine: sa.Engine) -> dict[str, tuple[float | None, str | None]]:
+    """Every ping's meta by key path: durations unpacked from ping_meta, errors joined."""
+    from usage_ping.collector.durations import unpack
+
+    with engine.connect() as conn:
+        names = {r.id: r.path for r in conn.execute(sa.text("SELECT id, path FROM key_paths"))}
+        found: dict[str, tuple[float | None, str | None]] = {}
+        for row in conn.execute(sa.text("SELECT key_path_ids, durations_ms FROM ping_meta")):
+            ids, durations = unpack(bytes(row.key_path_ids), bytes(row.durations_ms))
+            for key, ms in zip(ids.tolist(), durations.tolist(), strict=True):
+                found[names[key]] = (ms, None)
+        for row in conn.execute(sa.text("SELECT key_path_id, error FROM metric_errors")):
+            name = names[row.key_path_id]
+            found[name] = (found[name][0] if name in found else None, row.error)
+    return found
 
 
 def _count(engine: sa.Engine, table: str) -> int:
@@ -58,8 +75,6 @@ def test_the_ping_is_flattened_and_its_meta_kept(client: TestClient, engine: sa.
     client.post("/usage_data", json=ping())
     with engine.connect() as conn:
         rows: dict[str, float] = {r.key_path: r.value for r in conn.execute(sa.text(METRICS))}
-        meta = {r.key_path: (r.duration_ms, r.error)
-                for r in conn.execute(sa.text(META))}  # fmt: skip
         raw = conn.execute(sa.text("SELECT payload, source, version FROM pings")).one()
     assert rows["counts.issues"] == 1200
     assert rows["counts_monthly.deployments"] == -1
@@ -68,6 +83,7 @@ def test_the_ping_is_flattened_and_its_meta_kept(client: TestClient, engine: sa.
     assert rows["active_user_count"] == 10
     assert "settings.operating_system" not in rows
     assert not any(k.startswith("meta") for k in rows)
+    meta = _meta(engine)
     assert meta["counts_monthly.deployments"] == (60000.0, "MetricTimeoutError: over 60 s")
     assert meta["counts.issues"] == (120.5, None)
     assert json.loads(raw.payload) == ping()
@@ -89,13 +105,11 @@ def test_every_metric_row_is_stored_as_sent(client: TestClient, engine: sa.Engin
     assert answer.status_code == 201
     with engine.connect() as conn:
         rows: dict[str, float] = {r.key_path: r.value for r in conn.execute(sa.text(METRICS))}
-        stored = {r.key_path: (r.duration_ms, r.error)
-                  for r in conn.execute(sa.text(META))}  # fmt: skip
     for key, value in {**odd, **many}.items():
         assert rows[f"counts.{key}"] == value
     assert len(rows) == len(odd) + len(many) + 8  # and the 8 other numbers of ping()
-    assert stored == {
-        "counts.m001": (None, None),
+    # counts.m001's entry, without a duration or an error, has nothing to keep
+    assert _meta(engine) == {
         "counts.tab\there": (None, "E" * 300),
         "counts.ünïcødé ✓": (0.25, "tab\tand\nnewline"),
     }
@@ -342,16 +356,16 @@ def test_migration_0007_names_key_paths_by_id_and_back(engine: sa.Engine) -> Non
             sa.text("INSERT INTO metric_meta VALUES (:p, :k, :d, :e)"),
             [{"p": p, "k": k, "d": d, "e": e} for p, k, d, e in meta],
         )
-    migrate(engine)
+    migrate(engine, "0007")
     with engine.connect() as conn:
-        paths = dict(conn.execute(sa.text("SELECT path, id FROM key_paths")).all())
+        paths = {r.path: r.id for r in conn.execute(sa.text("SELECT path, id FROM key_paths"))}
         assert sorted(paths) == ["a", "b", "c.é", "only.meta"]
         ids = [
             tuple(r)
             for r in conn.execute(sa.text("SELECT ping_id, key_path_id, value FROM ping_metrics"))
         ]
         by_path = conn.execute(sa.text(f"{METRICS} ORDER BY m.ping_id, k.path")).all()
-        meta_rows = conn.execute(sa.text(f"{META} ORDER BY k.path")).all()
+        meta_rows = conn.execute(sa.text(f"{META_0007} ORDER BY k.path")).all()
     assert [row[0] for row in ids] == [7, 7, 8, 9]  # copied in ping order (BRIN stays tight)
     assert {(p, paths[k], v) for p, k, v in metrics} == set(ids)
     assert [tuple(r) for r in by_path] == [("a", -1.0), ("b", 3.0), ("b", 2.0), ("c.é", 4.0)]
@@ -381,6 +395,65 @@ def test_migration_0007_names_key_paths_by_id_and_back(engine: sa.Engine) -> Non
     assert [tuple(r) for r in back_meta] == sorted(meta, key=lambda r: (r[0], r[1]))
 
 
+def test_migration_0008_packs_durations_in_a_row_per_ping_and_back(engine: sa.Engine) -> None:
+    """metric_meta rows at 0007 become a ping_meta row per ping (durations as float32, in key
+    path id order, out-of-range ones clipped) and metric_errors rows; entries with neither a
+    duration nor an error go; the downgrade unpacks them back and merges the errors."""
+    from alembic import command
+
+    from usage_ping.collector.durations import unpack
+    from usage_ping.collector.storage import alembic_config, migrate
+
+    migrate(engine, "0007")
+    meta = [
+        (7, 2, 3.0, "boom"),
+        (7, 1, 0.1, None),
+        (7, 3, None, None),
+        (8, 2, 1.5, None),
+        (9, 3, None, "only an error"),
+        (9, 1, 1e-50, None),
+        (9, 2, 1e39, None),
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO key_paths (id, path) VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+        )
+        conn.execute(
+            sa.text("INSERT INTO metric_meta VALUES (:p, :k, :d, :e)"),
+            [{"p": p, "k": k, "d": d, "e": e} for p, k, d, e in meta],
+        )
+    migrate(engine)
+    assert "metric_meta" not in sa.inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        packed = {
+            row.ping_id: unpack(bytes(row.key_path_ids), bytes(row.durations_ms))
+            for row in conn.execute(sa.text("SELECT * FROM ping_meta"))
+        }
+        errors = conn.execute(sa.text("SELECT * FROM metric_errors ORDER BY ping_id")).all()
+    assert {p: (ids.tolist(), ms.tolist()) for p, (ids, ms) in packed.items()} == {
+        7: ([1, 2], [pytest.approx(0.1), 3.0]),
+        8: ([2], [1.5]),
+        9: ([1, 2], [0.0, pytest.approx(3.4e38, rel=1e-6)]),
+    }
+    assert [tuple(r) for r in errors] == [(7, 2, "boom"), (9, 3, "only an error")]
+    assert [i["column_names"] for i in sa.inspect(engine).get_indexes("metric_errors")] == [
+        ["key_path_id", "ping_id"]
+    ]
+    command.downgrade(alembic_config(engine), "0007")
+    with engine.connect() as conn:
+        back = conn.execute(sa.text("SELECT * FROM metric_meta ORDER BY 1, 2")).all()
+    assert [tuple(r) for r in back] == [
+        (7, 1, pytest.approx(0.1), None),
+        (7, 2, 3.0, "boom"),
+        (8, 2, 1.5, None),
+        (9, 1, 0.0, None),
+        (9, 2, pytest.approx(3.4e38, rel=1e-6), None),
+        (9, 3, None, "only an error"),
+    ]
+    migrate(engine)
+    assert _meta(engine)["c"] == (None, "only an error")
+
+
 def test_key_paths_are_numbered_once_and_shared_by_pings(
     client: TestClient, engine: sa.Engine
 ) -> None:
@@ -407,12 +480,14 @@ def test_key_path_ids_survive_a_cleared_cache_and_a_rival_process(engine: sa.Eng
     migrate(engine)
     small, other = KeyPathIds(engine, limit=3), KeyPathIds(engine)
     first = small.ids(["a", "b"])
-    second = other.ids(["b", "c", "d", "e"])
-    third = small.ids(["c", "d", "e"])  # more than the cache holds: cleared, numbered again
+    second = other.ids(["b", "c"], ["c", "d", "e"])
+    kept = dict(first)
+    third = small.ids(["c", "d", "e"])  # more than the cache holds: a new one, numbered again
     again = small.ids(["a", "b"])
     assert first["b"] == second["b"]
-    assert third == {k: second[k] for k in "cde"}
-    assert again == first
+    assert dict(first) == kept  # a replaced cache is left as it was for its readers
+    assert {k: third[k] for k in "cde"} == {k: second[k] for k in "cde"}
+    assert {k: again[k] for k in "ab"} == kept
     assert _count(engine, "key_paths") == 5
     with engine.connect() as conn:
         assert key_path_id(conn, "d") == second["d"]
@@ -433,7 +508,7 @@ def test_two_workers_numbering_the_same_new_paths_at_once_agree(engine: sa.Engin
 
     def number(seed: int) -> dict[str, int]:
         shuffled = random.Random(seed).sample(paths, len(paths))
-        return KeyPathIds(engine).ids(shuffled)
+        return dict(KeyPathIds(engine).ids(shuffled))
 
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(number, range(4)))

@@ -18,11 +18,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from usage_ping.collector.durations import pack
 from usage_ping.collector.flatten import flatten, meta_rows
 from usage_ping.collector.key_paths import KeyPathIds
 from usage_ping.collector.score import Leaders, conv_index, instance_values
 from usage_ping.collector.settings import ScoreCard
-from usage_ping.collector.storage import instances, metric_meta, ping_metrics, pings
+from usage_ping.collector.storage import (
+    instances,
+    metric_errors,
+    ping_meta,
+    ping_metrics,
+    pings,
+)
 from usage_ping.delivery.outbox import parse_recorded_at
 from usage_ping.payload.serialize import to_json
 
@@ -31,6 +38,16 @@ __all__ = ["Ingestor", "InvalidPingError", "Stored"]
 
 class InvalidPingError(ValueError):
     """The document is not a ping; the message says which field is wrong."""
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """What a ping adds besides itself, key paths as ids: its flat ``(key path, value)`` rows,
+    its durations packed for ``ping_meta`` (None: it has none), its ``metric_errors`` rows."""
+
+    metrics: list[tuple[int, float]]
+    durations: tuple[bytes, bytes] | None
+    errors: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -54,38 +71,18 @@ def _bounded(value: int | None) -> int | None:
 
 
 _METRIC_COLUMNS = ("ping_id", "key_path_id", "value")
-_META_COLUMNS = ("ping_id", "key_path_id", "duration_ms", "error")
 
 # PostgreSQL's binary COPY format, written here rather than row by row through psycopg's
-# ``write_row``: ~1,000 rows per ping made that call a large share of the service's time. A row
+# ``write_row``: ~500 rows per ping made that call a large share of the service's time. A row
 # is its field count, then each field as its byte length and its big-endian value (-1: NULL).
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 _TRAILER = b"\xff\xff"
-_NULL = b"\xff\xff\xff\xff"
 _METRIC_ROW = struct.Struct(">hiqiiid").pack  # 3 fields: ping id (int8), key path id (int4), value
-_META_HEAD = struct.Struct(">hiqii").pack  # 4 fields: ping id, key path id, then duration, error
-_FLOAT8 = struct.Struct(">id").pack
-_LENGTH = struct.Struct(">i").pack
 
 
 def _metric_copy(ping_id: int, rows: list[tuple[int, float]]) -> bytes:
-    pack = _METRIC_ROW
-    return b"".join([pack(3, 8, ping_id, 4, key, 8, value) for key, value in rows])
-
-
-def _meta_copy(ping_id: int, rows: list[tuple[int, float | None, str | None]]) -> bytes:
-    parts = []
-    for key, duration, error in rows:
-        message = _NULL
-        if error is not None:
-            encoded = error.encode()
-            message = _LENGTH(len(encoded)) + encoded
-        parts.append(
-            _META_HEAD(4, 8, ping_id, 4, key)
-            + (_NULL if duration is None else _FLOAT8(8, duration))
-            + message
-        )
-    return b"".join(parts)
+    row = _METRIC_ROW
+    return b"".join([row(3, 8, ping_id, 4, key, 8, value) for key, value in rows])
 
 
 def _insert_rows(
@@ -124,6 +121,8 @@ _UPSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.in
 # The hot path's statements are built once, their values passed as parameters: building them
 # per ping (and SQLAlchemy's cache key of each) was a measurable share of a ping's time.
 _INSERT_PING = pings.insert()
+_INSERT_META = ping_meta.insert()
+_INSERT_ERROR = metric_errors.insert()
 _SET_RESPONSE = (
     pings.update()
     .where(pings.c.id == sa.bindparam("ping"))
@@ -248,11 +247,17 @@ class Ingestor:
         uuid, recorded_at = check(document)
         flat = flatten(document)
         meta = meta_rows(document)
-        # Numbered before the ping's transaction, in one of their own (see KeyPathIds): a resend
-        # numbers nothing, its paths are known from the first time.
-        ids = self.key_path_ids.ids(flat.keys() | meta.keys())
-        metric_rows = [(ids[key], value) for key, value in flat.items()]
-        meta_entries = [(ids[key], duration, error) for key, (duration, error) in meta.items()]
+        # Numbered before the ping's transaction, in one of their own if any is new (KeyPathIds).
+        ids = self.key_path_ids.ids(flat.keys(), meta.keys())
+        rows = _Rows(
+            metrics=[(ids[key], value) for key, value in flat.items()],
+            durations=pack((ids[key], ms) for key, (ms, _) in meta.items() if ms is not None),
+            errors=[
+                {"key_path_id": ids[key], "error": error}
+                for key, (_, error) in meta.items()
+                if error is not None
+            ],
+        )
         try:
             # One transaction: the check for a resend, then the ping, its rows and its instance.
             with self.engine.begin() as conn:
@@ -264,7 +269,7 @@ class Ingestor:
                     document,
                     ping_id=ping_id,
                     flat=flat,
-                    rows=(metric_rows, meta_entries),
+                    rows=rows,
                     uuid=uuid,
                     recorded_at=recorded_at,
                     source=source,
@@ -284,7 +289,7 @@ class Ingestor:
         document: dict[str, Any],
         *,
         flat: dict[str, float],
-        rows: tuple[list[tuple[int, float]], list[tuple[int, float | None, str | None]]],
+        rows: _Rows,
         uuid: str,
         recorded_at: datetime,
         source: str,
@@ -332,23 +337,17 @@ class Ingestor:
                     "score": response["conv_index"]["score"],
                 },
             )
-        metrics, meta = rows
         _insert_rows(
-            conn,
-            ping_metrics,
-            _METRIC_COLUMNS,
-            metrics,
-            _metric_copy,
-            ping_id=ping_id,
+            conn, ping_metrics, _METRIC_COLUMNS, rows.metrics, _metric_copy, ping_id=ping_id
         )
-        _insert_rows(
-            conn,
-            metric_meta,
-            _META_COLUMNS,
-            meta,
-            _meta_copy,
-            ping_id=ping_id,
-        )
+        if rows.durations is not None:
+            key_path_ids, durations_ms = rows.durations
+            conn.execute(
+                _INSERT_META,
+                {"ping_id": ping_id, "key_path_ids": key_path_ids, "durations_ms": durations_ms},
+            )
+        if rows.errors:
+            conn.execute(_INSERT_ERROR, [{"ping_id": ping_id, **error} for error in rows.errors])
         self._upsert_instance(conn, document, uuid, ping_id, recorded_at=recorded_at, now=now)
         return Stored(response, created=True, ping_id=ping_id)
 

@@ -1,4 +1,4 @@
-"""Key paths by number: ``ping_metrics`` and ``metric_meta`` name a row's key path by its id.
+"""Key paths by number: ``ping_metrics``, ``ping_meta`` and ``metric_errors`` name key paths by id.
 
 A ping sends the same few hundred key paths as the one before it; storing each as text in every
 row, and in the key path index, made a ping's rows twice as wide as they need be. The ingest maps
@@ -8,7 +8,7 @@ their own; readers look a path's id up once (:func:`key_path_id`) or join ``key_
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,8 +39,9 @@ class KeyPathIds:
     New paths are numbered in their own transaction, committed before the ping's: a ping that
     fails later leaves its paths numbered (harmless) and the cache never holds an id that was
     rolled back. Paths are inserted in sorted order, so two workers numbering overlapping sets
-    wait for each other instead of deadlocking. The cache is bounded: instances may send any
-    number of distinct key paths.
+    wait for each other instead of deadlocking. The cache is bounded (instances may send any
+    number of distinct key paths) and safe to share between threads: it only grows, until a new
+    one replaces it.
     """
 
     def __init__(self, engine: sa.Engine, *, limit: int = 100_000) -> None:
@@ -48,16 +49,22 @@ class KeyPathIds:
         self.limit = limit
         self._ids: dict[str, int] = {}
 
-    def ids(self, paths: Collection[str]) -> dict[str, int]:
-        """The id of every path in ``paths`` (each at most ``MAX_KEY_PATH`` characters)."""
+    def ids(self, *groups: Collection[str]) -> Mapping[str, int]:
+        """A map holding the id of every path in ``groups`` (each path at most ``MAX_KEY_PATH``
+        characters); only read it, and drop it after use (it may be the shared cache)."""
         known = self._ids
-        missing = [path for path in paths if path not in known]
-        if missing:
-            if len(known) + len(missing) > self.limit:
-                known.clear()
-                missing = list(paths)
-            known.update(self._number(sorted(set(missing))))
-        return {path: known[path] for path in paths}
+        missing = {path for paths in groups for path in paths if path not in known}
+        if not missing:
+            return known
+        numbered = self._number(sorted(missing))
+        if len(known) + len(numbered) <= self.limit:
+            known.update(numbered)  # additions only: other threads' lookups stay valid
+            return known
+        # Full: a new cache. The old one is left as it was, for the threads still reading it.
+        fresh = {path: known[path] for paths in groups for path in paths if path in known}
+        fresh.update(numbered)
+        self._ids = fresh
+        return fresh
 
     def _number(self, paths: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}

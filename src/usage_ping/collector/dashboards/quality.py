@@ -24,10 +24,17 @@ import sqlalchemy as sa
 from usage_ping.collector.dashboards import charts
 from usage_ping.collector.dashboards.instances import Rows, is_failure
 from usage_ping.collector.dashboards.overview import version_key
-from usage_ping.collector.dashboards.summaries import Summary, summarize
+from usage_ping.collector.dashboards.summaries import Summary, summarize_arrays
 from usage_ping.collector.dashboards.weeks import ClosedWeeks, Codec, Weeks, first_ping_id
+from usage_ping.collector.durations import unpack_rows
 from usage_ping.collector.key_paths import key_path_id
-from usage_ping.collector.storage import key_paths, metric_meta, ping_metrics, pings
+from usage_ping.collector.storage import (
+    key_paths,
+    metric_errors,
+    ping_meta,
+    ping_metrics,
+    pings,
+)
 
 __all__ = [
     "DURATION_SAMPLE",
@@ -176,30 +183,42 @@ def _failures(weeks: list[_Week], key_path: str | None = None) -> dict[str, Metr
 def _durations(
     conn: sa.Connection, since: datetime, key_path: str | None = None
 ) -> dict[str, Summary]:
-    latest = (
-        sa.select(pings.c.id)
-        .where(pings.c.received_at >= since)
-        .order_by(pings.c.id.desc())
-        .limit(DURATION_SAMPLE)
-        .subquery()
+    """Durations per key path in the latest ``DURATION_SAMPLE`` pings received since ``since``
+    (``key_path``: that one's only): their ``ping_meta`` rows by primary key, summed up here."""
+    latest = list(
+        conn.execute(
+            sa.select(pings.c.id)
+            .where(pings.c.received_at >= since)
+            .order_by(pings.c.id.desc())
+            .limit(DURATION_SAMPLE)
+        ).scalars()
     )
-    # The oldest of those ids first, as a value: the planner then knows how few rows the range
-    # holds (a subquery's value it guesses as a third of the table, and compiles the query: JIT).
-    oldest = conn.execute(sa.select(sa.func.min(latest.c.id))).scalar()
-    if oldest is None:
+    only = None
+    if key_path is not None:
+        only = key_path_id(conn, key_path)
+        if only is None:
+            return {}
+    if not latest:
         return {}
-    source = (
-        sa.select(key_paths.c.path.label("grp"), metric_meta.c.duration_ms.label("value"))
-        .join(key_paths, key_paths.c.id == metric_meta.c.key_path_id)
-        .where(
-            # the range first: a BRIN index finds it (the table's last pages), the list filters
-            metric_meta.c.ping_id >= oldest,
-            metric_meta.c.ping_id.in_(sa.select(latest.c.id)),
+    rows = conn.execute(
+        sa.select(ping_meta.c.key_path_ids, ping_meta.c.durations_ms).where(
+            ping_meta.c.ping_id.in_(latest)
         )
     )
-    if key_path is not None:
-        source = source.where(key_paths.c.path == key_path)
-    return {str(k): v for k, v in summarize(conn, source, (0.95,)).items()}
+    ids, values = unpack_rows((bytes(r.key_path_ids), bytes(r.durations_ms)) for r in rows)
+    if only is not None:
+        keep = ids == only
+        ids, values = ids[keep], values[keep]
+    found = summarize_arrays(ids, values, (0.95,))
+    if not found:
+        return {}
+    names = {
+        row.id: row.path
+        for row in conn.execute(
+            sa.select(key_paths.c.id, key_paths.c.path).where(key_paths.c.id.in_(list(found)))
+        )
+    }
+    return {names[k]: summary for k, summary in found.items() if k in names}
 
 
 @dataclass(frozen=True)
@@ -301,8 +320,8 @@ def load_quality(
       ``ping_metrics (ping_id, key_path_id) WHERE value IN (-1, -2, -3)`` reduces that to the failed
       rows (the condition is written inline so the planner can use it);
 
-    and, for the durations, ``ix_metric_meta_ping_id`` (BRIN on PostgreSQL) from the oldest of
-    the latest ``DURATION_SAMPLE`` pings on (percentiles in PostgreSQL, in Python on SQLite).
+    and, for the durations, the ``ping_meta`` rows of the latest ``DURATION_SAMPLE`` pings by
+    primary key (percentiles in Python).
     """
     window = Weeks.ending(now, weeks)
     per_week = _window(conn, window, cache)
@@ -375,11 +394,11 @@ def load_metric_report(
     """Failures, errors and durations of one key path over the last ``weeks`` weeks.
 
     Failures come from the same weekly counts as :func:`load_quality` (shared through
-    ``cache``). Errors read ``metric_meta`` from the window's first ping id on, filtered on the
-    key path's id: ``ix_metric_meta_errors (key_path_id, ping_id) WHERE error IS NOT NULL``. The
-    latest failed pings read the failed rows of the key path in the window
-    (``ix_ping_metrics_key_path``, or the partial index of failures); durations are those of the
-    latest ``DURATION_SAMPLE`` pings (``ix_metric_meta_ping_id`` from the oldest of them on).
+    ``cache``). Errors read ``metric_errors`` from the window's first ping id on, by the key
+    path's id: ``ix_metric_errors_key_path (key_path_id, ping_id)``. The latest failed pings read
+    the failed rows of the key path in the window (``ix_ping_metrics_key_path``, or the partial
+    index of failures); durations are those of the latest ``DURATION_SAMPLE`` pings
+    (``ping_meta`` by primary key).
     """
     window = Weeks.ending(now, weeks)
     per_week = _window(conn, window, cache)
@@ -392,19 +411,18 @@ def load_metric_report(
     grouped: dict[str, tuple[int, set[str], datetime]] = {}
     for error, version, count, last in conn.execute(
         sa.select(
-            metric_meta.c.error,
+            metric_errors.c.error,
             pings.c.version,
             sa.func.count(),
             sa.func.max(pings.c.received_at),
         )
-        .join(pings, pings.c.id == metric_meta.c.ping_id)
+        .join(pings, pings.c.id == metric_errors.c.ping_id)
         .where(
-            metric_meta.c.key_path_id == path_id,
-            metric_meta.c.ping_id >= first_id,
-            metric_meta.c.error.is_not(None),
+            metric_errors.c.key_path_id == path_id,
+            metric_errors.c.ping_id >= first_id,
             pings.c.received_at >= window.start,
         )
-        .group_by(metric_meta.c.error, pings.c.version)
+        .group_by(metric_errors.c.error, pings.c.version)
     ):
         total, versions, latest = grouped.get(error, (0, set(), last))
         versions.add(version or NONE)
@@ -442,16 +460,13 @@ def load_metric_report(
         .subquery()
     )
     recent = conn.execute(
-        sa.select(latest, metric_meta.c.error)
+        sa.select(latest, metric_errors.c.error)
         .select_from(latest)
         .outerjoin(
-            metric_meta,
-            # error IS NOT NULL: the partial index ix_metric_meta_errors finds the row (a row
-            # without an error gives NULL either way)
+            metric_errors,
             sa.and_(
-                metric_meta.c.ping_id == latest.c.id,
-                metric_meta.c.key_path_id == path_id,
-                metric_meta.c.error.is_not(None),
+                metric_errors.c.ping_id == latest.c.id,
+                metric_errors.c.key_path_id == path_id,
             ),
         )
         .order_by(latest.c.received_at.desc(), latest.c.id.desc())

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-__all__ = ["Summary", "summarize"]
+__all__ = ["Summary", "summarize", "summarize_arrays"]
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,32 @@ def summarize(
     for group, number in conn.execute(sa.select(rows.c["grp"], value).where(value.is_not(None))):
         values.setdefault(group, []).append(float(number))
     for group, numbers in values.items():
-        array = np.asarray(numbers, dtype=float)
-        found[group] = Summary(
-            len(numbers),
-            float(array.mean()),
-            float(array.max()),
-            tuple(float(q) for q in np.quantile(array, list(quantiles))),
-        )
+        found[group] = _summary(np.asarray(numbers, dtype=float), quantiles)
     return found
+
+
+def _summary(array: np.ndarray, quantiles: Sequence[float]) -> Summary:
+    return Summary(
+        len(array),
+        float(array.mean()),
+        float(array.max()),
+        tuple(float(q) for q in np.quantile(array, list(quantiles))),
+    )
+
+
+def summarize_arrays(
+    groups: np.ndarray, values: np.ndarray, quantiles: Sequence[float]
+) -> dict[int, Summary]:
+    """``{group: Summary}`` of ``values`` by the integer group at the same position (NaN skipped),
+    computed like :func:`summarize`."""
+    keep = ~np.isnan(values)
+    groups, values = groups[keep], values[keep]
+    order = np.argsort(groups, kind="stable")
+    groups, values = groups[order], values[order]
+    if not len(groups):
+        return {}
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]).tolist()
+    ends = [*starts[1:], len(groups)]
+    return {
+        int(groups[a]): _summary(values[a:b], quantiles) for a, b in zip(starts, ends, strict=True)
+    }

@@ -2,7 +2,7 @@
 
 Weeks are bucketed with a ``CASE`` over the week starts (``received_at >= monday_k``), which
 every database runs the same way and which keeps the range condition on ``received_at`` usable
-by ``ix_pings_received_at``. Queries over ``ping_metrics`` and ``metric_meta`` are also bounded
+by ``ix_pings_received_at``. Queries over ``ping_metrics`` and ``metric_errors`` are also bounded
 by :func:`first_ping_id`: every ping received since the window's start has an id at least that
 large, so ``ping_id >= first`` never drops a row, and because ids grow with arrival time it turns
 the scan of those tables' ``ping_id`` indexes into a short range.
