@@ -48,7 +48,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ import httpx
 import numpy as np
 import psycopg
 import sqlalchemy as sa
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 import usage_ping
 from servers import RawClient, Service  # benchmarks/servers.py
@@ -609,8 +611,19 @@ class Seeded:
         return f"{self.instances:,} {TIMES} {self.weeks}"
 
 
+def schema_head() -> str:
+    """The service's latest migration: a database seeded at another is seeded again."""
+    location = resources.files("usage_ping.collector").joinpath("migrations")
+    config = Config()
+    config.set_main_option("script_location", str(location))
+    return str(ScriptDirectory.from_config(config).get_current_head())
+
+
 def seed_marker(instances: int, weeks: int) -> str:
-    return f"usage_ping collector bench seed v{SEED_VERSION} instances={instances} weeks={weeks}"
+    return (
+        f"usage_ping collector bench seed v{SEED_VERSION} schema {schema_head()}"
+        f" instances={instances} weeks={weeks}"
+    )
 
 
 @dataclass(frozen=True)
