@@ -828,7 +828,7 @@ def seed(base: sa.URL, name: str, instances: int, weeks: int) -> Seeded:
         # migrations defined it.
         indexes = conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN "
-            "('ping_metrics', 'ping_meta', 'metric_errors')"
+            "('ping_metrics', 'metric_errors')"
         ).fetchall()
         for index, _ in indexes:
             conn.execute(f'DROP INDEX "{index}"')
@@ -1052,7 +1052,8 @@ def measure_ingest(
             )
             log(
                 f"  {result.rate:.1f} pings/s, p50 {result.quantile(50) or 0:.0f} ms, "
-                f"p95 {result.quantile(95) or 0:.0f} ms, errors {result.errors or 'none'}"
+                f"p95 {result.quantile(95) or 0:.0f} ms, errors {result.errors or 'none'}; "
+                "per ping: service, database ms, WAL kB " + " / ".join(_costs(costs.costs))
             )
             rows.append(row)
     return rows
