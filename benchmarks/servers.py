@@ -102,7 +102,8 @@ class Service:
         raise RuntimeError(f"the service did not start in {timeout:.0f} s: see {self.log_path}")
 
     def workers_cpu(self) -> list[float]:
-        """CPU seconds of each worker (the main process's children) so far."""
+        """CPU seconds of each worker (the main process's children, or the main process when it
+        serves alone) so far."""
         found = []
         for status in Path("/proc").glob("[0-9]*/status"):
             try:
@@ -114,7 +115,8 @@ class Service:
             command = (status.parent / "cmdline").read_bytes()
             if b"resource_tracker" not in command:  # multiprocessing's helper, not a worker
                 found.append(_cpu_seconds(status.parent.name))
-        return sorted(found)
+        # One worker: the main process serves (it has no worker processes).
+        return sorted(found) if found else [_cpu_seconds(str(self.process.pid))]
 
     def errors(self) -> list[str]:
         """Tracebacks' last lines in the server log."""
