@@ -999,8 +999,14 @@ class IngestRow:
 
     @property
     def counts(self) -> bool:
-        """Whether the target applies: PostgreSQL served by ``usage-ping serve``."""
-        return self.backend == "PostgreSQL" and self.server == "usage-ping"
+        """Whether the target applies: PostgreSQL served by ``usage-ping serve``, under concurrent
+        load. One client waiting for each answer before it sends the next measures latency (its
+        rate is 1000 / mean ms, whatever the service's capacity) and uses one worker of two."""
+        return (
+            self.backend == "PostgreSQL"
+            and self.server == "usage-ping"
+            and self.result.concurrency > 1
+        )
 
     @property
     def met(self) -> str:
@@ -1030,6 +1036,7 @@ def measure_ingest(
     name = f"{backend}-{workers}w-{server}-{data.split(maxsplit=1)[0]}".replace(",", "")
     with Service(service_config(database_url), workers, workdir, name, server) as service:
         for concurrency in concurrencies:
+            checkpoint(database_url)
             log(
                 f"ingest {backend}, {server} {workers} worker(s), {client} c={concurrency} ({data})"
             )
@@ -1060,6 +1067,16 @@ def measure_ingest(
             )
             rows.append(row)
     return rows
+
+
+def checkpoint(database_url: str) -> None:
+    """PostgreSQL: write out every dirty page now, so that a measurement does not pay for the
+    writes of what ran before it (a seed, an earlier row); nothing on SQLite."""
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(sa.text("CHECKPOINT"))
+    engine.dispose()
 
 
 def remove_load_pings(url: sa.URL) -> None:
@@ -1250,6 +1267,7 @@ def ingest_table(rows: Sequence[IngestRow]) -> str:
             f"{r.ok:,}", errors, f"{row.busy_cores:.2f}", f"{r.client_cores:.2f}",
             *_costs(row.costs),
             row.met if row.counts
+            else "(latency)" if r.concurrency == 1
             else "(comparison)",
         ])  # fmt: skip
     return table(
@@ -1335,10 +1353,11 @@ def header_lines(args: argparse.Namespace, run: Run) -> list[str]:
         f"load: {len(ALL_KEYS)} numeric key paths per ping ({LOAD_TEMPLATES} instance profiles, "
         f"{LOAD_INSTANCES:,} instance uuids, a distinct recorded_at each), a meta block with a "
         f"duration per metric and an error per failed one; about 45 kB of JSON; "
-        f"{args.warmup:g} s warm-up then {args.seconds:g} s measured per row; client raw = "
-        "HTTP/1.1 keep-alive over asyncio streams, httpx = httpx.AsyncClient; each answer "
-        "checked: 201 with conv_index (every ping is new: a 200, a resend's answer, counts as an "
-        "error)",
+        f"{args.warmup:g} s warm-up then {args.seconds:g} s measured per row, each PostgreSQL "
+        "row after a CHECKPOINT; the target applies from 2 clients on (c=1 is latency); "
+        "client raw = HTTP/1.1 keep-alive over asyncio streams, httpx = httpx.AsyncClient; "
+        "each answer checked: 201 with conv_index (every ping is new: a 200, a resend's answer, "
+        "counts as an error)",
     ]
     for seeded in run.seeded:
         rows = ", ".join(f"{name} {count:,}" for name, count in seeded.rows.items())
