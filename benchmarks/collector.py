@@ -735,7 +735,7 @@ def seed_chunk(
             f"{prefix}{k}\t{v!r}" for k, v in zip(numbers, flat.values(), strict=False)
         ]
         metric_lines += [f"{prefix}{ids[k]}\t{flat[k]!r}" for k in EXTRA_KEYS]
-        packed = pack((k, e["duration_ms"]) for k, e in zip(numbers[1:], entries, strict=True))
+        packed = pack(numbers[1:], [e["duration_ms"] for e in entries])
         if packed is not None:
             meta_lines.append(f"{prefix}\\\\x{packed[0].hex()}\t\\\\x{packed[1].hex()}")
         error_lines += [

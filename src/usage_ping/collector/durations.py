@@ -11,7 +11,7 @@ are left out; errors are rows of their own (``metric_errors``).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -22,15 +22,19 @@ _DURATIONS = np.dtype(">f4")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def pack(durations: Iterable[tuple[int, float]]) -> tuple[bytes, bytes] | None:
-    """``(key_path_ids, durations_ms)`` bytes of ``(key path id, duration)`` pairs; None if
-    there are none. Durations beyond float32's range are clipped to it."""
-    pairs = list(durations)
-    if not pairs:
+def pack(key_path_ids: Sequence[int], durations: Sequence[float]) -> tuple[bytes, bytes] | None:
+    """``(key_path_ids, durations_ms)`` bytes of ids and their (finite) durations, in order;
+    None if there are none. Durations beyond float32's range are clipped to it."""
+    count = len(key_path_ids)
+    if not count:
         return None
-    ids = struct.pack(f">{len(pairs)}i", *(key for key, _ in pairs))
-    bounded = (min(max(ms, -_FLOAT32_MAX), _FLOAT32_MAX) for _, ms in pairs)
-    return ids, struct.pack(f">{len(pairs)}f", *bounded)
+    ids = struct.pack(f">{count}i", *key_path_ids)
+    try:
+        return ids, struct.pack(f">{count}f", *durations)
+    except OverflowError:  # rare: one is beyond float32's range
+        limit = _FLOAT32_MAX
+        bounded = [min(max(ms, -limit), limit) for ms in durations]
+        return ids, struct.pack(f">{count}f", *bounded)
 
 
 def unpack(ids: bytes, durations: bytes) -> tuple[np.ndarray, np.ndarray]:

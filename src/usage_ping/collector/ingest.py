@@ -251,7 +251,10 @@ class Ingestor:
         ids = self.key_path_ids.ids(flat.keys(), meta.keys())
         rows = _Rows(
             metrics=[(ids[key], value) for key, value in flat.items()],
-            durations=pack((ids[key], ms) for key, (ms, _) in meta.items() if ms is not None),
+            durations=pack(
+                [ids[key] for key, (ms, _) in meta.items() if ms is not None],
+                [ms for ms, _ in meta.values() if ms is not None],
+            ),
             errors=[
                 {"key_path_id": ids[key], "error": error}
                 for key, (_, error) in meta.items()
