@@ -554,10 +554,18 @@ class CostWatch:
         self.service = service
         self.postgres = self.engine.dialect.name == "postgresql"
 
-    def _read(self) -> tuple[int, int | None, float, float]:
+    def _read(self, since: int | None = None) -> tuple[int, int | None, float, float]:
+        """(the newest ping id, or the pings stored after ``since``; WAL position; service and
+        PostgreSQL CPU seconds). Counted, not taken from ids: a reused database's sequence has
+        moved on past the deleted pings of earlier runs."""
         with self.engine.connect() as conn:
             stored = int(
-                conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM pings")).scalar_one()
+                conn.execute(
+                    sa.text("SELECT coalesce(max(id), 0) FROM pings")
+                    if since is None
+                    else sa.text("SELECT count(*) FROM pings WHERE id > :since"),
+                    {"since": since},
+                ).scalar_one()
             )
             wal = (
                 int(conn.execute(sa.text("SELECT pg_current_wal_lsn() - '0/0'")).scalar_one())
@@ -571,10 +579,10 @@ class CostWatch:
         return self
 
     def __exit__(self, *_: object) -> None:
-        after = self._read()
-        self.engine.dispose()
         before = self._before
-        pings = max(after[0] - before[0], 1)
+        after = self._read(since=before[0])
+        self.engine.dispose()
+        pings = max(after[0], 1)
         database_ms = wal_kb = None
         if after[1] is not None and before[1] is not None:
             database_ms = (after[3] - before[3]) * 1000 / pings
