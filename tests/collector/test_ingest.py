@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from typing import Any
 
 import pytest
@@ -582,3 +583,77 @@ def test_each_worker_stores_at_most_ingest_concurrency_pings_at_once(
             thread.join()
     assert statuses == [201] * 6
     assert most[0] == slots
+
+
+def test_the_service_engine_checks_a_connection_only_after_it_sat_idle(engine: sa.Engine) -> None:
+    """A connection back from work a moment ago is used as it is; one that sat unused for the
+    idle time is checked first (one SELECT 1) at checkout."""
+    from usage_ping.collector.storage import service_engine
+
+    service = service_engine(engine.url, ping_after_idle=0.3)
+    pings: list[Any] = []
+    checked = service.dialect.do_ping
+
+    def counted(dbapi_connection: Any) -> bool:
+        pings.append(dbapi_connection)
+        return checked(dbapi_connection)
+
+    service.dialect.do_ping = counted  # type: ignore[method-assign]
+    try:
+        for _ in range(3):  # a new connection, then twice straight back from work
+            with service.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        assert pings == []
+        time.sleep(0.4)
+        with service.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        assert len(pings) == 1
+    finally:
+        service.dispose()
+
+
+@pytest.mark.dialects("postgresql")
+def test_a_connection_that_died_while_idle_is_replaced_at_checkout(engine: sa.Engine) -> None:
+    """The database ended an idle pooled connection (as a restart does): the next checkout finds
+    out and hands over a new one; the caller sees nothing."""
+    from usage_ping.collector.storage import service_engine
+
+    service = service_engine(engine.url, ping_after_idle=0.0)
+    try:
+        with service.connect() as conn:
+            first = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect() as admin:
+            admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        time.sleep(0.1)
+        with service.connect() as conn:
+            second = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        assert second != first
+    finally:
+        service.dispose()
+
+
+@pytest.mark.dialects("postgresql")
+def test_a_ping_whose_connection_died_in_use_is_stored_on_a_new_one(
+    engine: sa.Engine, service_settings: ServiceSettings
+) -> None:
+    """A connection ended between two pings and not checked (back from work too recently) fails
+    the second ping's first statement: the ingest stores it on a new connection, once."""
+    from usage_ping.collector.storage import service_engine
+
+    service = service_engine(engine.url, ping_after_idle=3600)
+    try:
+        with TestClient(create_app(service_settings, engine=service)) as client:
+            assert client.post("/usage_data", json=ping(days_ago=7)).status_code == 201
+            with engine.connect() as admin:
+                admin.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            time.sleep(0.1)
+            answer = client.post("/usage_data", json=ping())
+            assert answer.status_code == 201
+        assert _count(engine, "pings") == 2
+    finally:
+        service.dispose()

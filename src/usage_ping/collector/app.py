@@ -42,7 +42,7 @@ from usage_ping.collector.settings import ServiceSettings
 from usage_ping.collector.slots import IngestSlots
 from usage_ping.collector.snowplow import mount_snowplow
 from usage_ping.collector.snowplow.api import events_api_router
-from usage_ping.collector.storage import migrate, ping_errors, ping_metadata
+from usage_ping.collector.storage import migrate, ping_errors, ping_metadata, service_engine
 from usage_ping.payload.serialize import to_json
 
 __all__ = ["SERVICE_CONFIG_ENV", "RateLimiter", "app_from_env", "create_app"]
@@ -135,7 +135,7 @@ def create_app(
 ) -> FastAPI:
     """The central service, its database migrated to the latest schema."""
     settings = settings or ServiceSettings()
-    engine = engine or sa.create_engine(settings.database_url, pool_pre_ping=True)
+    engine = engine or service_engine(settings.database_url)
     migrate(engine)
     ingestor = Ingestor(engine, settings.score)
     limiter = RateLimiter(settings.ingest_per_minute)

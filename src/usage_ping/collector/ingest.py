@@ -247,6 +247,34 @@ class Ingestor:
         uuid, recorded_at = check(document)
         flat = flatten(document)
         meta = meta_rows(document)
+        parts: dict[str, Any] = {
+            "uuid": uuid,
+            "recorded_at": recorded_at,
+            "flat": flat,
+            "meta": meta,
+            "source": source,
+            "body": body,
+        }
+        try:
+            return self._write(document, **parts)
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # The connection died in use (the database restarted): the pool has been renewed
+            # and nothing was stored, so once more on a new connection.
+            return self._write(document, **parts)
+
+    def _write(
+        self,
+        document: dict[str, Any],
+        *,
+        uuid: str,
+        recorded_at: datetime,
+        flat: dict[str, float],
+        meta: dict[str, tuple[float | None, str | None]],
+        source: str,
+        body: bytes | None,
+    ) -> Stored:
         # Numbered before the ping's transaction, in one of their own if any is new (KeyPathIds).
         ids = self.key_path_ids.ids(flat.keys(), meta.keys())
         rows = _Rows(

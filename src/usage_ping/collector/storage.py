@@ -18,7 +18,9 @@ as the embedded default.
 
 from __future__ import annotations
 
+import time
 from importlib import resources
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -27,6 +29,7 @@ from alembic.config import Config
 from usage_ping.state import LONG_TEXT, UTCDateTime
 
 __all__ = [
+    "PING_AFTER_IDLE",
     "dashboard_weeks",
     "instances",
     "key_paths",
@@ -38,6 +41,7 @@ __all__ = [
     "ping_metadata",
     "ping_metrics",
     "pings",
+    "service_engine",
 ]
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -196,3 +200,36 @@ def alembic_config(engine: sa.Engine) -> Config:
 def migrate(engine: sa.Engine, revision: str = "head") -> None:
     """Upgrade the service's database to ``revision`` (creating it on first use)."""
     command.upgrade(alembic_config(engine), revision)
+
+
+PING_AFTER_IDLE = 1.0
+"""Seconds a pooled connection may sit unused before it is checked at checkout."""
+
+
+def service_engine(url: str | sa.URL, *, ping_after_idle: float = PING_AFTER_IDLE) -> sa.Engine:
+    """The service's engine: a pooled connection is checked (``SELECT 1``) at checkout only
+    when it sat unused for ``ping_after_idle`` seconds, and replaced if the check fails.
+
+    SQLAlchemy's ``pool_pre_ping`` checks at every checkout: one more round trip per ping
+    stored, which under load (a connection back in the pool for milliseconds) tells nothing. A
+    connection that dies while in steady use fails its statement instead; SQLAlchemy then
+    replaces the pool's connections, and the ingest retries such a ping once.
+    """
+    engine = sa.create_engine(url)
+    dialect = engine.dialect
+
+    @sa.event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["usage_ping_idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("usage_ping_idle_since")
+        if since is None or time.monotonic() - since < ping_after_idle:
+            return  # new, or back from work a moment ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DisconnectionError(f"a pooled connection is gone: {exc}") from exc
+
+    return engine
