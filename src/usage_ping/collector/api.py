@@ -33,6 +33,7 @@ instance, ping or metric gets 404. Queries are the same on PostgreSQL and SQLite
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import hmac
 import json
@@ -378,26 +379,39 @@ GRACE = timedelta(hours=1)
 closed weeks assume)."""
 
 
-def _week_of(
-    conn: sa.Connection, path_id: int | None, start: datetime, end: datetime
-) -> WeekAggregate | None:
-    """The aggregate of the pings recorded in [start, end) (one ISO week, or the part of it in
-    the requested range); None if none has the metric (``path_id``: the key path's id)."""
-    if path_id is None:
-        return None
-    values: dict[str, float] = {}
-    for uuid, value in conn.execute(
-        sa.select(pings.c.uuid, ping_metrics.c.value)
+def _weeks_of(
+    conn: sa.Connection, path_id: int | None, ranges: list[tuple[datetime, datetime]]
+) -> list[WeekAggregate | None]:
+    """The aggregate of the pings recorded in each ``[start, end)`` of ``ranges`` (ISO weeks, or
+    the parts of them in the requested range, in order, none overlapping); None for a range
+    where none has the metric (``path_id``: the key path's id).
+
+    One query over all of them: a week at a time, PostgreSQL read the key path's whole index
+    range for each week (about 90 ms a week at 10,000 instances x 52 weeks, 52 of them on a
+    first request).
+    """
+    found: list[dict[str, float]] = [{} for _ in ranges]
+    if path_id is None or not ranges:
+        return [None] * len(ranges)
+    starts = [start for start, _ in ranges]
+    rows = conn.execute(
+        sa.select(pings.c.uuid, pings.c.recorded_at, ping_metrics.c.value)
         .join(ping_metrics, ping_metrics.c.ping_id == pings.c.id)
         .where(
             ping_metrics.c.key_path_id == path_id,
-            pings.c.recorded_at >= start,
-            pings.c.recorded_at < end,
+            pings.c.recorded_at >= ranges[0][0],
+            pings.c.recorded_at < ranges[-1][1],
         )
         .order_by(pings.c.recorded_at, pings.c.id)
-    ):
-        values[uuid] = value  # a later ping of the week replaces an earlier one
-    return _week_aggregate(_monday(start), values.values()) if values else None
+    )
+    for uuid, recorded_at, value in rows:
+        index = bisect.bisect_right(starts, recorded_at) - 1
+        if index >= 0 and recorded_at < ranges[index][1]:
+            found[index][uuid] = value  # a later ping of the week replaces an earlier one
+    return [
+        _week_aggregate(_monday(start), values.values()) if values else None
+        for (start, _), values in zip(ranges, found, strict=True)
+    ]
 
 
 def _series_name(key_path: str) -> str:
@@ -504,20 +518,29 @@ def _kept_weeks(
     keep = len(name) <= dashboard_weeks.c.series.type.length  # type: ignore[attr-defined]
     kept = _stored(conn, name, first, last) if keep and last >= first else {}
     changed = _changed_weeks(conn, min(at for at, _ in kept.values()) - GRACE) if kept else set()
-    items: list[WeekAggregate] = []
-    computed: list[tuple[datetime, Any]] = []
-    next_cursor = None
+    # The weeks in order: each read from what is kept, or computed (all of those in one query).
+    plan: list[tuple[datetime, bool, WeekAggregate | None, tuple[datetime, datetime] | None]] = []
     week_start = first
     while week_start <= last:
         week_end = week_start + WEEK
         whole = (since is None or since <= week_start) and (until is None or until >= week_end)
         found = kept.get(week_start) if whole and week_start not in changed else None
         if found is not None:
-            week = found[1]
+            plan.append((week_start, whole, found[1], None))
         else:
             lower = week_start if since is None else max(week_start, since)
             upper = week_end if until is None else min(week_end, until)
-            week = _week_of(conn, path_id, lower, upper)
+            plan.append((week_start, whole, None, (lower, upper)))
+        week_start = week_end
+    ranges = [span for *_, span in plan if span is not None]
+    fresh = iter(_weeks_of(conn, path_id, ranges))
+    items: list[WeekAggregate] = []
+    computed: list[tuple[datetime, Any]] = []
+    next_cursor = None
+    for week_start, whole, stored, span in plan:
+        week = stored
+        if span is not None:
+            week = next(fresh)
             if whole and keep:
                 figures = None if week is None else week.model_dump(mode="json")
                 computed.append((week_start, {"at": now.isoformat(), "week": figures}))
@@ -526,7 +549,6 @@ def _kept_weeks(
                 next_cursor = _encode_cursor("weekly", week_start.date().isoformat())
                 break
             items.append(week)
-        week_start = week_end
     if computed:
         _keep(engine, name, computed)
     return WeeklyPage(key_path=key_path, aggregate="weekly", items=items, next_cursor=next_cursor)
