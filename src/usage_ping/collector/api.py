@@ -56,13 +56,18 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
-from sqlalchemy.dialects import postgresql, sqlite
 from starlette.background import BackgroundTask
 
 from usage_ping.collector.export import PARQUET_MEDIA_TYPE, write_metrics
 from usage_ping.collector.key_paths import key_path_id
 from usage_ping.collector.settings import ServiceSettings
-from usage_ping.collector.storage import dashboard_weeks, instances, ping_metrics, pings
+from usage_ping.collector.storage import (
+    ON_CONFLICT_INSERTS,
+    dashboard_weeks,
+    instances,
+    ping_metrics,
+    pings,
+)
 
 __all__ = [
     "MAX_LIMIT",
@@ -452,7 +457,7 @@ def _keep(engine: sa.Engine, name: str, computed: list[tuple[datetime, Any]]) ->
         for start, figures in computed
     ]
     with engine.begin() as conn:
-        upsert = _UPSERTS.get(conn.dialect.name)
+        upsert = ON_CONFLICT_INSERTS.get(conn.dialect.name)
         if upsert is not None:
             statement = upsert(dashboard_weeks)
             conn.execute(
@@ -471,9 +476,6 @@ def _keep(engine: sa.Engine, name: str, computed: list[tuple[datetime, Any]]) ->
                 )
             )
         conn.execute(dashboard_weeks.insert(), rows)
-
-
-_UPSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def _kept_weeks(

@@ -8,15 +8,14 @@ answer) gets the very same response, ``usage_data_id`` included, and stores noth
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from usage_ping.collector.durations import pack
 from usage_ping.collector.flatten import flatten, meta_rows
@@ -24,6 +23,7 @@ from usage_ping.collector.key_paths import KeyPathIds
 from usage_ping.collector.score import Leaders, conv_index, instance_values
 from usage_ping.collector.settings import ScoreCard
 from usage_ping.collector.storage import (
+    ON_CONFLICT_INSERTS,
     instances,
     metric_errors,
     ping_meta,
@@ -70,8 +70,6 @@ def _bounded(value: int | None) -> int | None:
     return value if value is not None and abs(value) < 2**62 else None
 
 
-_METRIC_COLUMNS = ("ping_id", "key_path_id", "value")
-
 # PostgreSQL's binary COPY format, written here rather than row by row through psycopg's
 # ``write_row``: ~500 rows per ping made that call a large share of the service's time. A row
 # is its field count, then each field as its byte length and its big-endian value (-1: NULL).
@@ -80,22 +78,9 @@ _TRAILER = b"\xff\xff"
 _METRIC_ROW = struct.Struct(">hiqiiid").pack  # 3 fields: ping id (int8), key path id (int4), value
 
 
-def _metric_copy(ping_id: int, rows: list[tuple[int, float]]) -> bytes:
-    row = _METRIC_ROW
-    return b"".join([row(3, 8, ping_id, 4, key, 8, value) for key, value in rows])
-
-
-def _insert_rows(
-    conn: sa.Connection,
-    table: sa.Table,
-    columns: tuple[str, ...],
-    rows: Sequence[tuple[Any, ...]],
-    copy_data: Callable[[int, Any], bytes],
-    *,
-    ping_id: int,
-) -> None:
-    """Insert a ping's rows (each without its ping id, the first column): one binary COPY on
-    PostgreSQL (psycopg), made by ``copy_data(ping_id, rows)``, else one executemany.
+def _insert_metrics(conn: sa.Connection, ping_id: int, rows: list[tuple[int, float]]) -> None:
+    """Insert a ping's ``(key path id, value)`` rows: one binary COPY on PostgreSQL (psycopg),
+    else one executemany.
 
     A ping has hundreds of metrics: as single INSERTs (even pipelined) they took most of the
     ingest time; COPY sends them in one statement, inside the ping's transaction.
@@ -105,18 +90,21 @@ def _insert_rows(
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         driver = conn.connection.driver_connection
         assert driver is not None
-        names = ", ".join(columns)
+        row = _METRIC_ROW
+        data = b"".join([row(3, 8, ping_id, 4, key, 8, value) for key, value in rows])
         with (
             driver.cursor() as cursor,
-            cursor.copy(f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
+            cursor.copy(
+                "COPY ping_metrics (ping_id, key_path_id, value) FROM STDIN (FORMAT BINARY)"
+            ) as copy,
         ):
-            copy.write(_SIGNATURE + copy_data(ping_id, rows) + _TRAILER)
+            copy.write(_SIGNATURE + data + _TRAILER)
         return
-    conn.execute(table.insert(), [dict(zip(columns, (ping_id, *row), strict=True)) for row in rows])
+    conn.execute(
+        ping_metrics.insert(),
+        [{"ping_id": ping_id, "key_path_id": key, "value": value} for key, value in rows],
+    )
 
-
-_UPSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-"""The dialects whose INSERT has ON CONFLICT DO UPDATE, and their insert constructs."""
 
 # The hot path's statements are built once, their values passed as parameters: building them
 # per ping (and SQLAlchemy's cache key of each) was a measurable share of a ping's time.
@@ -149,7 +137,7 @@ def _upsert_statement(dialect: str) -> Any:
     The row is made, or its last_seen moved on, and its latest facts replaced unless the
     instance's current latest ping was recorded after this one (an old ping sent late).
     """
-    upsert = _UPSERTS.get(dialect)
+    upsert = ON_CONFLICT_INSERTS.get(dialect)
     if upsert is None:
         return None
     statement = upsert(instances)
@@ -172,7 +160,7 @@ def _upsert_statement(dialect: str) -> Any:
     )
 
 
-_UPSERT_STATEMENTS = {dialect: _upsert_statement(dialect) for dialect in _UPSERTS}
+_UPSERT_STATEMENTS = {dialect: _upsert_statement(dialect) for dialect in ON_CONFLICT_INSERTS}
 
 
 def _utf8(body: bytes | None) -> str | None:
@@ -247,22 +235,24 @@ class Ingestor:
         uuid, recorded_at = check(document)
         flat = flatten(document)
         meta = meta_rows(document)
-        parts: dict[str, Any] = {
-            "uuid": uuid,
-            "recorded_at": recorded_at,
-            "flat": flat,
-            "meta": meta,
-            "source": source,
-            "body": body,
-        }
+        write = functools.partial(
+            self._write,
+            document,
+            uuid=uuid,
+            recorded_at=recorded_at,
+            flat=flat,
+            meta=meta,
+            source=source,
+            body=body,
+        )
         try:
-            return self._write(document, **parts)
+            return write()
         except sa.exc.DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
             # The connection died in use (the database restarted): the pool has been renewed
             # and nothing was stored, so once more on a new connection.
-            return self._write(document, **parts)
+            return write()
 
     def _write(
         self,
@@ -368,9 +358,7 @@ class Ingestor:
                     "score": response["conv_index"]["score"],
                 },
             )
-        _insert_rows(
-            conn, ping_metrics, _METRIC_COLUMNS, rows.metrics, _metric_copy, ping_id=ping_id
-        )
+        _insert_metrics(conn, ping_id, rows.metrics)
         if rows.durations is not None:
             key_path_ids, durations_ms = rows.durations
             conn.execute(

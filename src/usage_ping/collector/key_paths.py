@@ -9,20 +9,16 @@ their own; readers look a path's id up once (:func:`key_path_id`) or join ``key_
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from usage_ping.collector.storage import key_paths
+from usage_ping.collector.storage import ON_CONFLICT_INSERTS, key_paths
 
 __all__ = ["KeyPathIds", "key_path_id"]
 
 _CHUNK = 500
 """Paths numbered per statement (SQLite's bound parameters are limited)."""
 
-_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-"""The dialects whose INSERT has ON CONFLICT DO NOTHING, and their insert constructs."""
 
 _ID_OF = sa.select(key_paths.c.id).where(key_paths.c.path == sa.bindparam("path"))
 
@@ -69,7 +65,7 @@ class KeyPathIds:
     def _number(self, paths: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         with self.engine.begin() as conn:
-            insert = _INSERTS.get(conn.dialect.name)
+            insert = ON_CONFLICT_INSERTS.get(conn.dialect.name)
             for start in range(0, len(paths), _CHUNK):
                 chunk = paths[start : start + _CHUNK]
                 found.update(self._select(conn, chunk))

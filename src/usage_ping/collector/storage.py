@@ -25,10 +25,12 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
 
 from usage_ping.state import LONG_TEXT, UTCDateTime
 
 __all__ = [
+    "ON_CONFLICT_INSERTS",
     "PING_AFTER_IDLE",
     "dashboard_weeks",
     "instances",
@@ -45,6 +47,10 @@ __all__ = [
 ]
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+ON_CONFLICT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+"""The dialects whose INSERT has ON CONFLICT (DO NOTHING / DO UPDATE), by name, and their insert
+constructs; elsewhere callers fall back to a SELECT then an INSERT or UPDATE."""
 
 metadata = sa.MetaData()
 

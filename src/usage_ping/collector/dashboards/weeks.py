@@ -19,9 +19,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from usage_ping.collector.storage import dashboard_weeks, pings
+from usage_ping.collector.storage import ON_CONFLICT_INSERTS, dashboard_weeks, pings
 
 __all__ = [
     "GRACE",
@@ -217,7 +216,7 @@ class ClosedWeeks:
             for start, value in done
         ]
         with self.engine.begin() as conn:
-            upsert = _INSERTS.get(conn.dialect.name)
+            upsert = ON_CONFLICT_INSERTS.get(conn.dialect.name)
             if upsert is not None:
                 conn.execute(upsert(dashboard_weeks).on_conflict_do_nothing(), rows)
                 return
@@ -235,10 +234,6 @@ class ClosedWeeks:
         if self.engine is not None:
             with self.engine.begin() as conn:
                 conn.execute(dashboard_weeks.delete())
-
-
-_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-"""The dialects whose INSERT has ON CONFLICT DO NOTHING, and their insert constructs."""
 
 
 def _series(key: Hashable) -> str:
